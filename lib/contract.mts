@@ -1,0 +1,79 @@
+// gitlab-runner's side of the custom executor contract (executors/custom in
+// its source): the environment it sets, the job it passes, the exit codes it
+// reads and the JSON config_exec must print.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { buildsDir, cacheDir, type Settings } from './settings.mts';
+
+export const driverName = 'nspawn-runner';
+export const driverVersion = '0.1.0';
+
+/** Stage names gitlab-runner passes to run_exec; unknown (future) names still run. */
+export const knownStages = [
+  'prepare_script', 'get_sources', 'clear_worktree', 'restore_cache', 'download_artifacts',
+  'build_script', 'after_script', 'archive_cache', 'archive_cache_on_failure',
+  'upload_artifacts_on_success', 'upload_artifacts_on_failure', 'cleanup_file_variables',
+] as const;
+
+function exitCodeFrom(value: string | undefined, fallback: number): number {
+  const code = Number(value);
+  return Number.isInteger(code) && code > 0 && code < 256 ? code : fallback;
+}
+
+/** The job failed (script_failure): $BUILD_FAILURE_EXIT_CODE, 1 when run by hand. */
+export function buildFailureExitCode(env: NodeJS.ProcessEnv = process.env): number {
+  return exitCodeFrom(env.BUILD_FAILURE_EXIT_CODE, 1);
+}
+
+/** The runner or host failed (runner_system_failure): $SYSTEM_FAILURE_EXIT_CODE, 2 when run by hand. */
+export function systemFailureExitCode(env: NodeJS.ProcessEnv = process.env): number {
+  return exitCodeFrom(env.SYSTEM_FAILURE_EXIT_CODE, 2);
+}
+
+/** gitlab-runner >= 17.9 reads the script's real exit code from this file. */
+export function reportBuildExitCode(code: number, env: NodeJS.ProcessEnv = process.env): void {
+  if (env.BUILD_EXIT_CODE_FILE) writeFileSync(env.BUILD_EXIT_CODE_FILE, `${code}\n`);
+}
+
+export function jobIdFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.CUSTOM_ENV_CI_JOB_ID || undefined;
+}
+
+/**
+ * The image the job asked for. JOB_RESPONSE_FILE holds the job as GitLab
+ * sent it, which a CI user cannot override the way CUSTOM_ENV_* variables
+ * can, so it wins when present.
+ */
+export function jobImageFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const file = env.JOB_RESPONSE_FILE;
+  if (file && existsSync(file)) {
+    try {
+      const job = JSON.parse(readFileSync(file, 'utf8')) as { image?: { name?: unknown } };
+      if (typeof job.image?.name === 'string' && job.image.name !== '') return job.image.name;
+    } catch {
+      // an unreadable job file is no reason to fail: fall back to the variable
+    }
+  }
+  return env.CUSTOM_ENV_CI_JOB_IMAGE || undefined;
+}
+
+export interface ExecutorConfig {
+  builds_dir: string;
+  cache_dir: string;
+  builds_dir_is_shared: boolean;
+  hostname: string;
+  driver: { name: string; version: string };
+  shell: string;
+}
+
+export function buildExecutorConfig(settings: Settings): ExecutorConfig {
+  return {
+    builds_dir: buildsDir(settings),
+    cache_dir: cacheDir(settings),
+    // Each job has its own machine, so nothing else writes its builds directory.
+    builds_dir_is_shared: false,
+    hostname: hostname(),
+    driver: { name: driverName, version: driverVersion },
+    shell: 'bash',
+  };
+}

@@ -1,0 +1,79 @@
+// The one place that starts host processes. Commands are argv arrays, never
+// strings; each is logged shell-quoted at debug level before it runs, so a
+// failing step can be replayed by hand.
+import { spawn, type SpawnOptions, type StdioOptions } from 'node:child_process';
+import { SystemError } from './errors.mts';
+import { log } from './log.mts';
+
+/** Debian packages that ship the binaries we call: named in "not found" errors. */
+const packageOf: Record<string, string> = {
+  'systemd-nspawn': 'systemd-container',
+  machinectl: 'systemd-container',
+  'systemd-run': 'systemd',
+  nsenter: 'util-linux',
+  debootstrap: 'debootstrap',
+  mmdebstrap: 'mmdebstrap',
+  btrfs: 'btrfs-progs',
+  'ansible-playbook': 'ansible-core',
+  eatmydata: 'eatmydata',
+};
+
+export function shellQuote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+export function shellJoin(argv: readonly string[]): string {
+  return argv.map(shellQuote).join(' ');
+}
+
+export function missingBinaryError(binary: string): SystemError {
+  const pkg = packageOf[binary];
+  return new SystemError(`${binary} not found`, pkg ? `install the Debian package ${pkg}` : `install ${binary}`);
+}
+
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  stdio?: StdioOptions;
+  /** Text fed to the child's stdin. */
+  input?: string;
+}
+
+export interface RunResult {
+  code: number;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs argv to completion. By default stdout and stderr are captured; pass
+ * stdio to stream them instead. Never throws for a non-zero exit: see check().
+ */
+export function run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  log.debug(`+ ${shellJoin(argv)}`);
+  const stdio = options.stdio ?? [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'];
+  const spawnOptions: SpawnOptions = { env: options.env ?? process.env, cwd: options.cwd, stdio };
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), spawnOptions);
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    if (options.input !== undefined) child.stdin?.end(options.input);
+    child.on('error', (error: NodeJS.ErrnoException) =>
+      reject(error.code === 'ENOENT' ? missingBinaryError(argv[0]!) : error));
+    child.on('close', (code, signal) => resolve({ code: code ?? 128, signal, stdout, stderr }));
+  });
+}
+
+/** Runs argv and throws a SystemError naming the command when it fails. */
+export async function check(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  const result = await run(argv, options);
+  if (result.code !== 0 || result.signal) {
+    const detail = result.stderr.trim().split('\n').slice(-3).join(' / ');
+    const how = result.signal ? `was killed by ${result.signal}` : `exited with ${result.code}`;
+    throw new SystemError(`${argv[0]} ${how}${detail ? `: ${detail}` : ''}`);
+  }
+  return result;
+}

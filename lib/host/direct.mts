@@ -1,0 +1,97 @@
+// Hosts without systemd as PID 1 (containers, CI machines): systemd-nspawn is
+// started detached, unregistered, and found again through /proc.
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { SystemError } from '../errors.mts';
+import { missingBinaryError, shellJoin } from '../exec.mts';
+import type { JobRecord } from '../job.mts';
+import { log } from '../log.mts';
+import { keepAliveCommand } from '../nspawn.mts';
+import { childrenOf, commandNameOf, isRunning, signal, sleep, startTimeOf, waitForExit } from '../proc.mts';
+import type { HostMode, StartRequest } from './host.mts';
+
+export const directHost: HostMode = {
+  name: 'direct',
+  registers: false,
+  start: startDetached,
+  async leaderOf(record) {
+    const { leaderPid, leaderStartTime } = record;
+    return leaderPid && isRunning(leaderPid, leaderStartTime) ? leaderPid : undefined;
+  },
+  stop: stopDirect,
+};
+
+async function startDetached(request: StartRequest, record: JobRecord): Promise<JobRecord> {
+  if (request.boot) throw new SystemError('booting machines needs a systemd host', 'set host: systemd, or do not ask for boot');
+  const logPath = `${request.jobDir}/nspawn.log`;
+  const logFd = openSync(logPath, 'a');
+  log.debug(`+ ${shellJoin(request.nspawnArgs)}`);
+  // Own session and no inherited pipes: gitlab-runner waits for EOF on
+  // prepare's stdout and signals its process group, neither may reach nspawn.
+  const child = spawn(request.nspawnArgs[0]!, request.nspawnArgs.slice(1), {
+    detached: true,
+    stdio: ['ignore', logFd, logFd],
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', SYSTEMD_LOG_LEVEL: 'warning' },
+  });
+  closeSync(logFd);
+  const spawnError = new Promise<never>((_, reject) => child.once('error', (error: NodeJS.ErrnoException) =>
+    reject(error.code === 'ENOENT' ? missingBinaryError(request.nspawnArgs[0]!) : error)));
+  spawnError.catch(() => undefined);
+  child.unref();
+  const nspawnPid = child.pid;
+  if (nspawnPid === undefined) return spawnError;
+  const started: JobRecord = { ...record, nspawnPid, nspawnStartTime: startTimeOf(nspawnPid) };
+  const leader = await Promise.race([waitForKeepAlive(nspawnPid, request.readyTimeoutMs), spawnError]);
+  if (!leader) {
+    await stopDirect(started);
+    throw new SystemError(`machine ${record.machine} did not start: ${lastLines(logPath)}`,
+      `see ${logPath}; "systemd-nspawn" with the same options (--debug shows them) tells more`);
+  }
+  return { ...started, leaderPid: leader, leaderStartTime: startTimeOf(leader) };
+}
+
+/**
+ * The machine is ready once its PID 2 has become the keep-alive command: by
+ * then nspawn has set up every namespace and mount, and nsenter works.
+ * Returns the machine's PID 1 (nspawn's stub init), or undefined on failure.
+ */
+async function waitForKeepAlive(nspawnPid: number, timeoutMs: number): Promise<number | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 1; isRunning(nspawnPid); delay = Math.min(delay * 2, 10)) {
+    for (const leader of childrenOf(nspawnPid)) {
+      if (childrenOf(leader).some((pid) => commandNameOf(pid) === keepAliveCommand[0])) return leader;
+    }
+    if (Date.now() > deadline) return undefined;
+    await sleep(delay);
+  }
+  return undefined;
+}
+
+/**
+ * Killing the machine's PID 1 makes the kernel kill every process in its PID
+ * namespace at once; nspawn then exits and its mount namespace (overlay
+ * included) goes with it. We return only when nspawn is gone.
+ */
+async function stopDirect(record: JobRecord): Promise<void> {
+  const { leaderPid, leaderStartTime, nspawnPid, nspawnStartTime } = record;
+  if (leaderPid && isRunning(leaderPid, leaderStartTime)) signal(leaderPid, 'SIGKILL');
+  if (nspawnPid && isRunning(nspawnPid, nspawnStartTime)) {
+    // A machine that never got a leader (failed start) is stopped through nspawn itself.
+    for (const child of childrenOf(nspawnPid)) signal(child, 'SIGKILL');
+    if (!(await waitForExit(nspawnPid, nspawnStartTime, 5000))) {
+      signal(nspawnPid, 'SIGKILL');
+      if (!(await waitForExit(nspawnPid, nspawnStartTime, 5000))) {
+        throw new SystemError(`systemd-nspawn (pid ${nspawnPid}) of ${record.machine} does not exit`);
+      }
+    }
+  }
+}
+
+function lastLines(path: string): string {
+  try {
+    const text = readFileSync(path, 'utf8').trim();
+    return text ? text.split('\n').slice(-3).join(' / ') : 'systemd-nspawn exited without a message';
+  } catch {
+    return 'no log';
+  }
+}

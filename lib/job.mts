@@ -1,0 +1,91 @@
+// A job's bookkeeping: <root>/.jobs/<id>/ holds the job record, the storage
+// backend's writable layer and the logs. Creating the directory is the lock
+// that refuses a second prepare for the same job.
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { JobError, SystemError } from './errors.mts';
+import { jobsDir, type Settings } from './settings.mts';
+
+// Machine names must be valid host names (systemd-nspawn --machine), and the
+// original named machines run-<id>: keep ids to what fits both.
+const jobIdPattern = /^[A-Za-z0-9][A-Za-z0-9-]{0,59}$/;
+
+export function parseJobId(raw: string | undefined): string {
+  if (raw === undefined || raw === '') {
+    throw new SystemError('no job id', 'pass --id or run under gitlab-runner, which sets CUSTOM_ENV_CI_JOB_ID');
+  }
+  if (!jobIdPattern.test(raw)) {
+    throw new JobError(`invalid job id ${JSON.stringify(raw)}: use up to 60 letters, digits and "-", not starting with "-"`);
+  }
+  return raw;
+}
+
+export function machineName(jobId: string): string {
+  return `run-${jobId}`;
+}
+
+export type BackendName = 'btrfs' | 'overlay' | 'tmpfs';
+export type HostName = 'systemd' | 'direct';
+
+/** What prepare learned and later stages need. Written atomically, read by run and cleanup. */
+export interface JobRecord {
+  jobId: string;
+  machine: string;
+  image: string;
+  imagePath: string;
+  backend: BackendName;
+  host: HostName;
+  createdAt: string;
+  /** direct host: the systemd-nspawn process and the machine's PID 1 (with start times). */
+  nspawnPid?: number;
+  nspawnStartTime?: string;
+  leaderPid?: number;
+  leaderStartTime?: string;
+  /** systemd host: the transient unit running systemd-nspawn. */
+  unit?: string;
+}
+
+export function jobDir(settings: Settings, jobId: string): string {
+  return `${jobsDir(settings)}/${jobId}`;
+}
+
+/** Creates the job's directory; fails if the job is already prepared. */
+export function claimJobDir(settings: Settings, jobId: string): string {
+  const dir = jobDir(settings, jobId);
+  mkdirSync(jobsDir(settings), { recursive: true, mode: 0o700 });
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new SystemError(`job ${jobId} is already prepared`, `run "nspawn-runner cleanup --id ${jobId}" first`);
+    }
+    throw error;
+  }
+  return dir;
+}
+
+export function writeJobRecord(dir: string, record: JobRecord): void {
+  writeFileSync(`${dir}/job.json.tmp`, `${JSON.stringify(record, null, 1)}\n`);
+  renameSync(`${dir}/job.json.tmp`, `${dir}/job.json`);
+}
+
+/** The job's record, or undefined when the job was never prepared (or is cleaned up). */
+export function readJobRecord(settings: Settings, jobId: string): JobRecord | undefined {
+  try {
+    return JSON.parse(readFileSync(`${jobDir(settings, jobId)}/job.json`, 'utf8')) as JobRecord;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new SystemError(`job ${jobId}: unreadable job record: ${(error as Error).message}`);
+  }
+}
+
+export function requireJobRecord(settings: Settings, jobId: string): JobRecord {
+  const record = readJobRecord(settings, jobId);
+  if (!record) {
+    throw new SystemError(`job ${jobId} has no machine`, 'prepare did not run for it, or cleanup already did');
+  }
+  return record;
+}
+
+export function removeJobDir(settings: Settings, jobId: string): void {
+  rmSync(jobDir(settings, jobId), { recursive: true, force: true });
+}

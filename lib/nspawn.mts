@@ -1,0 +1,84 @@
+// Pure builders for systemd-nspawn command lines, shared by both host modes.
+// Each storage backend contributes only its own flags (the original's trick).
+import { readdirSync } from 'node:fs';
+import { run } from './exec.mts';
+
+export interface Bind {
+  source: string;
+  target: string;
+  readOnly: boolean;
+}
+
+export interface NspawnOptions {
+  machine: string;
+  /** Flags from the storage backend: --directory, --overlay, --ephemeral, ... */
+  storageArgs: readonly string[];
+  /** Boot the image's init (systemd hosts), or run a reaper with a keep-alive as PID 2. */
+  boot: boolean;
+  /** Register with machined (systemd hosts only). */
+  register: boolean;
+  binds: readonly Bind[];
+  systemdVersion: number;
+  /** Run the machine under a personality, such as x86 for i386 images. */
+  personality?: string;
+}
+
+/** The command that keeps a non-booted machine alive between stages. */
+export const keepAliveCommand = ['sleep', 'infinity'] as const;
+
+export function buildNspawnArgs(options: NspawnOptions): string[] {
+  const args = [
+    'systemd-nspawn',
+    '--quiet',
+    `--machine=${options.machine}`,
+    ...options.storageArgs,
+    // Journals of throw-away machines are not worth linking into the host's.
+    '--link-journal=no',
+    ...options.binds.map(bindArg),
+  ];
+  if (options.register) {
+    args.push('--register=yes', '--keep-unit');
+  } else {
+    // Without a system bus, nspawn can neither register nor make a scope unit.
+    args.push('--register=no', '--keep-unit');
+  }
+  // Syncs from a throw-away machine only slow the host down (systemd >= 250).
+  if (options.systemdVersion >= 250) args.push('--suppress-sync=yes');
+  if (options.personality) args.push(`--personality=${options.personality}`);
+  if (options.boot) {
+    args.push('--boot', '--notify-ready=yes');
+  } else {
+    // --as-pid2 puts nspawn's stub init at PID 1: it reaps the orphans of
+    // every stage, which `sleep` as PID 1 would not.
+    args.push('--console=pipe', '--as-pid2', '--', ...keepAliveCommand);
+  }
+  return args;
+}
+
+function bindArg(bind: Bind): string {
+  const flag = bind.readOnly ? '--bind-ro' : '--bind';
+  return `${flag}=${escapeColons(bind.source)}:${escapeColons(bind.target)}`;
+}
+
+/** nspawn splits --bind and --overlay values on ":", a backslash escapes one. */
+export function escapeColons(path: string): string {
+  return path.replaceAll('\\', '\\\\').replaceAll(':', '\\:');
+}
+
+let cachedVersion: number | undefined;
+
+/**
+ * systemd's version, from the name of its shared library (a directory read),
+ * falling back to asking systemd-nspawn (a process start) when that fails.
+ */
+export async function systemdVersion(): Promise<number> {
+  if (cachedVersion !== undefined) return cachedVersion;
+  try {
+    const library = readdirSync('/usr/lib/systemd').find((name) => /^libsystemd-shared-\d+\.so$/.test(name));
+    if (library) return (cachedVersion = Number(/(\d+)/.exec(library)![1]));
+  } catch {
+    // fall through to asking the binary
+  }
+  const result = await run(['systemd-nspawn', '--version']);
+  return (cachedVersion = Number(/systemd (\d+)/.exec(result.stdout)?.[1] ?? 0));
+}

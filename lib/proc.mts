@@ -1,0 +1,68 @@
+// Process facts from /proc. PIDs are reused, so a stored PID is always paired
+// with its start time (field 22 of /proc/PID/stat) before it is signalled.
+import { readFileSync, readdirSync } from 'node:fs';
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function readProc(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** State letter and start time; the command name may hold spaces and parentheses. */
+function statOf(pid: number): { state: string; startTime: string } | undefined {
+  const stat = readProc(`/proc/${pid}/stat`);
+  if (!stat) return undefined;
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { state: fields[0]!, startTime: fields[19]! };
+}
+
+export function startTimeOf(pid: number): string | undefined {
+  return statOf(pid)?.startTime;
+}
+
+/** True while pid runs (zombies count as gone) and, if given, still has that start time. */
+export function isRunning(pid: number, startTime?: string): boolean {
+  const stat = statOf(pid);
+  if (!stat || stat.state === 'Z' || stat.state === 'X') return false;
+  return startTime === undefined || stat.startTime === startTime;
+}
+
+export function childrenOf(pid: number): number[] {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  return tasks.flatMap((tid) => (readProc(`/proc/${pid}/task/${tid}/children`) ?? '')
+    .split(' ').filter(Boolean).map(Number));
+}
+
+export function commandNameOf(pid: number): string | undefined {
+  return readProc(`/proc/${pid}/comm`)?.trimEnd();
+}
+
+/** Polls until pid is gone; returns false on timeout. */
+export async function waitForExit(pid: number, startTime: string | undefined, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 1; isRunning(pid, startTime); delay = Math.min(delay * 2, 20)) {
+    if (Date.now() > deadline) return false;
+    await sleep(delay);
+  }
+  return true;
+}
+
+export function signal(pid: number, name: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, name);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,168 @@
+// Runner configuration: defaults, then the config file, then the environment,
+// then the command line. Read once per process and never mutated.
+import { existsSync, readFileSync } from 'node:fs';
+import { SystemError } from './errors.mts';
+
+export type BackendChoice = 'auto' | 'btrfs' | 'overlay' | 'tmpfs';
+export type HostChoice = 'auto' | 'systemd' | 'direct';
+
+/** Resource limits for a machine's transient unit on systemd hosts (systemd.resource-control(5)). */
+export interface Limits {
+  cpuWeight?: number;
+  memoryHigh?: string;
+  memoryMax?: string;
+  tasksMax?: number;
+}
+
+export interface Settings {
+  /** State directory: images are its plain subdirectories, bookkeeping lives in dot-directories. */
+  root: string;
+  /** Where playbooks and the config file live. */
+  configDir: string;
+  backend: BackendChoice;
+  host: HostChoice;
+  defaultImage: string | undefined;
+  /** Size bound of a job's RAM-backed writable layer (tmpfs backend), as mount(8) takes it. */
+  tmpfsSize: string;
+  limits: Limits;
+  /** How long prepare waits for a machine to become ready. */
+  readyTimeoutSeconds: number;
+}
+
+export interface SettingsOverrides {
+  root?: string;
+  backend?: string;
+  host?: string;
+  defaultImage?: string;
+  config?: string;
+}
+
+const defaults: Settings = {
+  root: '/var/lib/nspawn-runner',
+  configDir: '/etc/nspawn-runner',
+  backend: 'auto',
+  host: 'auto',
+  defaultImage: undefined,
+  tmpfsSize: '4G',
+  limits: { cpuWeight: 50, memoryHigh: '30%', memoryMax: '40%', tasksMax: 16384 },
+  readyTimeoutSeconds: 60,
+};
+
+export const configFileName = 'nspawn-runner.conf';
+
+export const backendChoices = ['auto', 'btrfs', 'overlay', 'tmpfs'] as const satisfies readonly BackendChoice[];
+export const hostChoices = ['auto', 'systemd', 'direct'] as const satisfies readonly HostChoice[];
+
+export async function loadSettings(
+  overrides: SettingsOverrides = {},
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Readonly<Settings>> {
+  const configDir = env.NSPAWN_RUNNER_CONFIG_DIR || defaults.configDir;
+  const configFile = overrides.config || env.NSPAWN_RUNNER_CONFIG || `${configDir}/${configFileName}`;
+  const fromFile = await readConfigFile(configFile, Boolean(overrides.config || env.NSPAWN_RUNNER_CONFIG));
+  const source = `${configFile}`;
+  const settings: Settings = {
+    ...defaults,
+    ...fromFile,
+    configDir,
+    limits: { ...defaults.limits, ...fromFile.limits },
+  };
+  settings.root = overrides.root || env.NSPAWN_RUNNER_ROOT || settings.root;
+  settings.backend = parseChoice(overrides.backend || env.NSPAWN_RUNNER_BACKEND || settings.backend, backendChoices, 'backend', source);
+  settings.host = parseChoice(overrides.host || env.NSPAWN_RUNNER_HOST || settings.host, hostChoices, 'host', source);
+  settings.defaultImage = overrides.defaultImage || settings.defaultImage;
+  if (!settings.root.startsWith('/')) throw new SystemError(`state directory must be an absolute path: ${settings.root}`);
+  return Object.freeze(settings);
+}
+
+/** The config file is optional; yaml is loaded only when there is one, to keep stages fast. */
+async function readConfigFile(path: string, required: boolean): Promise<Partial<Settings>> {
+  if (!existsSync(path)) {
+    if (required) throw new SystemError(`config file ${path} not found`);
+    return {};
+  }
+  const { parse } = await import('yaml');
+  let data: unknown;
+  try {
+    data = parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new SystemError(`${path}: not valid YAML: ${(error as Error).message.split('\n')[0]}`);
+  }
+  return parseConfigDocument(data, path);
+}
+
+/** Narrows a parsed config document; every error names the file and the key. */
+export function parseConfigDocument(data: unknown, file: string): Partial<Settings> {
+  if (data === null || data === undefined) return {};
+  const doc = asRecord(data, file, '(top level)');
+  const result: Partial<Settings> = {};
+  for (const [key, value] of Object.entries(doc)) {
+    switch (key) {
+      case 'root': result.root = asString(value, file, key); break;
+      case 'backend': result.backend = parseChoice(asString(value, file, key), backendChoices, key, file); break;
+      case 'host': result.host = parseChoice(asString(value, file, key), hostChoices, key, file); break;
+      case 'default_image': result.defaultImage = asString(value, file, key); break;
+      case 'tmpfs_size': result.tmpfsSize = asSize(value, file, key); break;
+      case 'ready_timeout': result.readyTimeoutSeconds = asNumber(value, file, key); break;
+      case 'limits': result.limits = parseLimits(value, file); break;
+      default: throw new SystemError(`${file}: unknown key "${key}"`, 'see README.md, "Configuration"');
+    }
+  }
+  return result;
+}
+
+function parseLimits(value: unknown, file: string): Limits {
+  const limits: Limits = {};
+  for (const [key, item] of Object.entries(asRecord(value, file, 'limits'))) {
+    const where = `limits.${key}`;
+    // null switches a default limit off, as the original's None did.
+    const unset = item === null;
+    switch (key) {
+      case 'cpu_weight': limits.cpuWeight = unset ? undefined : asNumber(item, file, where); break;
+      case 'memory_high': limits.memoryHigh = unset ? undefined : asSize(item, file, where); break;
+      case 'memory_max': limits.memoryMax = unset ? undefined : asSize(item, file, where); break;
+      case 'tasks_max': limits.tasksMax = unset ? undefined : asNumber(item, file, where); break;
+      default: throw new SystemError(`${file}: unknown key "${where}"`);
+    }
+  }
+  return limits;
+}
+
+export function parseChoice<T extends string>(value: string, choices: readonly T[], key: string, source: string): T {
+  if ((choices as readonly string[]).includes(value)) return value as T;
+  throw new SystemError(`${source}: ${key} must be one of ${choices.join(', ')}, not "${value}"`);
+}
+
+function asRecord(value: unknown, file: string, key: string): Record<string, unknown> {
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
+  throw new SystemError(`${file}: ${key} must be a mapping`);
+}
+
+function asString(value: unknown, file: string, key: string): string {
+  if (typeof value === 'string' && value !== '') return value;
+  throw new SystemError(`${file}: ${key} must be a non-empty string`);
+}
+
+function asNumber(value: unknown, file: string, key: string): number {
+  if (typeof value === 'number' && Number.isFinite(value) && value > 0) return value;
+  throw new SystemError(`${file}: ${key} must be a positive number`);
+}
+
+/** Sizes as systemd and mount(8) take them: 512M, 4G, 30%. */
+function asSize(value: unknown, file: string, key: string): string {
+  const text = typeof value === 'number' ? String(value) : value;
+  if (typeof text === 'string' && /^\d+(\.\d+)?[KMGT%]?$/.test(text)) return text;
+  throw new SystemError(`${file}: ${key} must be a size such as 512M, 4G or 30%`);
+}
+
+export function buildsDir(settings: Settings): string {
+  return `${settings.root}/.build`;
+}
+
+export function cacheDir(settings: Settings): string {
+  return `${settings.root}/.cache`;
+}
+
+export function jobsDir(settings: Settings): string {
+  return `${settings.root}/.jobs`;
+}

@@ -1,0 +1,14 @@
+// How a job's writable root is made and removed. Each backend only adds its
+// own flags to the shared nspawn command line.
+import type { BackendName } from '../job.mts';
+
+export interface StorageBackend {
+  readonly name: BackendName;
+  /**
+   * Makes the job's writable layer under jobDir (which exists and is empty)
+   * and returns the nspawn flags that put image + layer at the machine's root.
+   */
+  prepare(imagePath: string, jobDir: string): Promise<string[]>;
+  /** Removes what prepare made, after the machine has stopped. Safe to repeat. */
+  release(jobDir: string): Promise<void>;
+}

@@ -1,0 +1,25 @@
+// prepare_exec: starts the job's machine and returns when it can run commands.
+import { main } from '../lib/cli.mts';
+import { jobIdFromEnv, jobImageFromEnv } from '../lib/contract.mts';
+import { SystemError } from '../lib/errors.mts';
+import { parseJobId } from '../lib/job.mts';
+import { ensureRunnerDirs, prepareJob } from '../lib/machine.mts';
+
+await main({
+  name: 'prepare',
+  summary: 'Start a throw-away machine for a CI job, copy-on-write over an image.\n' +
+    'The image is IMAGE, else the job\'s image: (JOB_RESPONSE_FILE, $CUSTOM_ENV_CI_JOB_IMAGE), else --default-image.',
+  usage: '[--id ID] [--default-image NAME] [IMAGE]',
+  options: [
+    '      --id ID            job id (default $CUSTOM_ENV_CI_JOB_ID)',
+    '      --default-image N  image for jobs that name none',
+  ],
+  string: ['id', 'default-image'],
+  needsRoot: true,
+}, async (args, settings) => {
+  const jobId = parseJobId(args.id ?? jobIdFromEnv());
+  const imageReference = args._[0] ?? jobImageFromEnv() ?? args['default-image'] ?? settings.defaultImage;
+  if (!imageReference) throw new SystemError('no image for this job', 'give the job an image:, or pass --default-image');
+  ensureRunnerDirs(settings);
+  await prepareJob(settings, { jobId, imageReference: String(imageReference) });
+});
