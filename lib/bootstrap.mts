@@ -1,0 +1,100 @@
+// Creating images: a Debian tree made by debootstrap (or mmdebstrap) in a
+// temporary directory of the state directory, renamed into place only when
+// complete, so a failed or interrupted create leaves nothing half-made.
+import { existsSync, mkdirSync, mkdtempSync, renameSync } from 'node:fs';
+import { JobError, SystemError } from './errors.mts';
+import { run } from './exec.mts';
+import { imagePath, validateImageName } from './image.mts';
+import { log } from './log.mts';
+import { removeTree } from './mounts.mts';
+import type { Settings } from './settings.mts';
+
+export type Bootstrapper = 'debootstrap' | 'mmdebstrap';
+
+export interface BootstrapOptions {
+  suite: string;
+  mirror?: string;
+  /** Debian architecture, such as amd64 or i386. */
+  arch?: string;
+  /** Installed on top of the minimal base. */
+  packages: string[];
+  components?: string[];
+  bootstrapper: Bootstrapper;
+}
+
+/** What a CI job needs (bash, git, TLS roots), what booting needs (systemd, dbus), what ansible needs (python3). */
+export const basePackages = ['bash', 'git', 'ca-certificates', 'systemd', 'dbus', 'python3'];
+export const fallbackSuite = 'unstable';
+
+const suitePattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const archPattern = /^[a-z0-9][a-z0-9-]*$/;
+const packagePattern = /^[a-z0-9][a-z0-9+.:~-]*$/;
+const mirrorPattern = /^(https?|file):\/\/\S+$|^\/\S*$/;
+
+/** debootstrap takes no "--": every value that lands in its argv is checked here instead. */
+export function validateBootstrapOptions(options: BootstrapOptions): BootstrapOptions {
+  const bad = (what: string, value: string) => new SystemError(`invalid ${what} ${JSON.stringify(value)}`);
+  if (!suitePattern.test(options.suite)) throw bad('suite', options.suite);
+  if (options.arch !== undefined && !archPattern.test(options.arch)) throw bad('architecture', options.arch);
+  if (options.mirror !== undefined && !mirrorPattern.test(options.mirror)) throw bad('mirror (want http://, https://, file:// or a path)', options.mirror);
+  for (const name of [...options.packages, ...(options.components ?? [])]) {
+    if (!packagePattern.test(name)) throw bad('package or component', name);
+  }
+  return options;
+}
+
+export function buildBootstrapArgs(options: BootstrapOptions, target: string, eatmydata: boolean): string[] {
+  validateBootstrapOptions(options);
+  const argv = eatmydata ? ['eatmydata'] : [];
+  const packages = [...new Set([...basePackages, ...options.packages])].join(',');
+  if (options.bootstrapper === 'mmdebstrap') {
+    argv.push('mmdebstrap', '--variant=minbase', `--include=${packages}`, '--format=directory');
+  } else {
+    argv.push('debootstrap', '--variant=minbase', `--include=${packages}`);
+  }
+  if (options.arch) argv.push(`--arch=${options.arch}`);
+  if (options.components?.length) argv.push(`--components=${options.components.join(',')}`);
+  argv.push(options.suite, target);
+  if (options.mirror) argv.push(options.mirror);
+  return argv;
+}
+
+async function haveCommand(name: string): Promise<boolean> {
+  return (await run(['sh', '-c', 'command -v "$1"', 'sh', name])).code === 0;
+}
+
+/**
+ * Bootstraps image NAME. The tree is built next to its final place (same
+ * filesystem, so the final rename is atomic) and removed on any failure.
+ */
+export async function createImage(settings: Settings, name: string, options: BootstrapOptions): Promise<string> {
+  const target = imagePath(settings, validateImageName(name));
+  if (existsSync(target)) throw new JobError(`image "${name}" already exists at ${target}`, `remove it first, or pick another name`);
+  if (!(await haveCommand(options.bootstrapper))) {
+    throw new SystemError(`${options.bootstrapper} not found`, `install the Debian package ${options.bootstrapper}`);
+  }
+  const staging = `${settings.root}/.staging`;
+  mkdirSync(staging, { recursive: true, mode: 0o700 });
+  const workDir = mkdtempSync(`${staging}/${name}.`);
+  const tree = `${workDir}/tree`;
+  // debootstrap wants to make its target itself, mmdebstrap wants an empty one.
+  if (options.bootstrapper === 'mmdebstrap') mkdirSync(tree);
+  const interrupted = () => log.warn(`interrupted: removing the partial image in ${workDir}`);
+  process.once('SIGINT', interrupted).once('SIGTERM', interrupted);
+  try {
+    const argv = buildBootstrapArgs(options, tree, await haveCommand('eatmydata'));
+    log.info(`creating image ${name}: ${options.bootstrapper} ${options.suite}${options.arch ? ` (${options.arch})` : ''}; progress follows`);
+    // Progress goes to stderr: stdout is reserved for machine-readable output.
+    const result = await run(argv, { stdio: ['ignore', 2, 2] });
+    if (result.code !== 0 || result.signal) {
+      throw new SystemError(`${options.bootstrapper} failed for image ${name} (${result.signal ?? `exit ${result.code}`})`,
+        'see its output above; check the suite, mirror and network');
+    }
+    renameSync(tree, target);
+    log.info(`image ${name} created at ${target}`);
+    return target;
+  } finally {
+    process.off('SIGINT', interrupted).off('SIGTERM', interrupted);
+    await removeTree(workDir);
+  }
+}

@@ -1,0 +1,39 @@
+// Mount points and safe removal. A tree a bootstrap or a machine used may
+// still have /proc, /sys or a bind of /dev mounted inside it after a crash:
+// deleting through such a mount would delete the host's files. Unmount first.
+import { readFileSync, rmSync } from 'node:fs';
+import { SystemError } from './errors.mts';
+import { run } from './exec.mts';
+
+/** mountinfo escapes space, tab, newline and backslash as octal. */
+function unescapeMountPath(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
+
+export function mountPoints(): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean)
+    .map((line) => unescapeMountPath(line.split(' ')[4]!));
+}
+
+/** Mount points at or below path, deepest first. */
+export function mountsUnder(path: string, points: string[] = mountPoints()): string[] {
+  const prefix = path.endsWith('/') ? path : `${path}/`;
+  return [...new Set(points.filter((point) => point === path || point.startsWith(prefix)))]
+    .sort((a, b) => b.length - a.length);
+}
+
+export async function unmountUnder(path: string): Promise<void> {
+  for (const point of mountsUnder(path)) {
+    const result = await run(['umount', '--', point]);
+    // A busy mount is detached lazily: it disappears from the tree at once.
+    if (result.code !== 0) await run(['umount', '--lazy', '--', point]);
+  }
+  const left = mountsUnder(path);
+  if (left.length) throw new SystemError(`cannot unmount ${left.join(', ')}`, 'stop what uses it, then retry');
+}
+
+/** rm -rf that never crosses into a mounted filesystem. */
+export async function removeTree(path: string): Promise<void> {
+  await unmountUnder(path);
+  rmSync(path, { recursive: true, force: true });
+}

@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { test } from 'node:test';
+import { loadSettings, parseConfigDocument } from '../lib/settings.mts';
+
+test('config documents are narrowed with errors that name file and key', () => {
+  assert.deepEqual(parseConfigDocument(null, 'f'), {});
+  assert.deepEqual(parseConfigDocument({ backend: 'tmpfs', tmpfs_size: '2G', limits: { cpu_weight: 20, memory_max: null } }, 'f'),
+    { backend: 'tmpfs', tmpfsSize: '2G', limits: { cpuWeight: 20, memoryMax: undefined } });
+  const bad: Array<[unknown, RegExp]> = [
+    [[1], /f: \(top level\) must be a mapping/],
+    [{ backend: 'zfs' }, /f: backend must be one of auto, btrfs, overlay, tmpfs/],
+    [{ tmpfs_size: 'lots' }, /f: tmpfs_size must be a size/],
+    [{ limits: { cpu_weight: -1 } }, /f: limits.cpu_weight must be a positive number/],
+    [{ limits: { swap: 1 } }, /unknown key "limits.swap"/],
+    [{ roots: '/x' }, /f: unknown key "roots"/],
+  ];
+  for (const [doc, message] of bad) assert.throws(() => parseConfigDocument(doc, 'f'), message);
+});
+
+test('settings come from defaults, file, environment and command line, in that order', async () => {
+  const dir = mkdtempSync(`${tmpdir()}/nsr-settings-`);
+  try {
+    writeFileSync(`${dir}/nspawn-runner.conf`, 'root: /from/file\nbackend: tmpfs\ndefault_image: sid\n');
+    const env = { NSPAWN_RUNNER_CONFIG_DIR: dir };
+    const fromFile = await loadSettings({}, env);
+    assert.equal(fromFile.root, '/from/file');
+    assert.equal(fromFile.backend, 'tmpfs');
+    assert.equal(fromFile.defaultImage, 'sid');
+    assert.equal(fromFile.limits.cpuWeight, 50);
+    const fromEnv = await loadSettings({}, { ...env, NSPAWN_RUNNER_ROOT: '/from/env', NSPAWN_RUNNER_BACKEND: 'overlay' });
+    assert.equal(fromEnv.root, '/from/env');
+    assert.equal(fromEnv.backend, 'overlay');
+    const fromArgs = await loadSettings({ root: '/from/args', host: 'direct' }, { ...env, NSPAWN_RUNNER_ROOT: '/from/env' });
+    assert.equal(fromArgs.root, '/from/args');
+    assert.equal(fromArgs.host, 'direct');
+    assert.ok(Object.isFrozen(fromArgs));
+    await assert.rejects(loadSettings({ config: `${dir}/missing.conf` }, {}), /not found/);
+    await assert.rejects(loadSettings({ root: 'relative' }, env), /absolute path/);
+    await assert.rejects(loadSettings({ backend: 'zfs' }, env), /backend must be one of/);
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,34 @@
+// Test images: a busybox tree built on the fly (milliseconds, for the fast
+// suite) and a debootstrapped Debian image cached on the machine across runs
+// (rebuilt when missing) for the end-to-end suite.
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { runner } from './runner.mts';
+
+export function makeBusyboxImage(dir: string): string {
+  for (const sub of ['bin', 'usr/bin', 'etc', 'tmp', 'root', 'proc', 'sys', 'dev', 'run', 'var/tmp']) {
+    mkdirSync(`${dir}/${sub}`, { recursive: true });
+  }
+  copyFileSync('/bin/busybox', `${dir}/bin/busybox`);
+  const applets = execFileSync('/bin/busybox', ['--list'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  for (const applet of applets) {
+    if (applet !== 'busybox' && !existsSync(`${dir}/bin/${applet}`)) symlinkSync('busybox', `${dir}/bin/${applet}`);
+  }
+  // gitlab-runner's scripts are bash scripts; busybox ash runs the ones the tests use.
+  writeFileSync(`${dir}/bin/bash`, '#!/bin/sh\nexec /bin/sh "$@"\n', { mode: 0o755 });
+  writeFileSync(`${dir}/etc/os-release`, 'ID=busybox\nPRETTY_NAME="busybox test image"\n');
+  writeFileSync(`${dir}/etc/passwd`, 'root:x:0:0:root:/root:/bin/sh\n');
+  writeFileSync(`${dir}/etc/group`, 'root:x:0:\n');
+  return dir;
+}
+
+/** State directory that holds the cached Debian image; jobs in it use unique ids. */
+export const debianRoot = process.env.NSPAWN_RUNNER_TEST_DEBIAN_ROOT ?? '/var/cache/nspawn-runner-tests/state';
+export const debianImage = 'bookworm';
+
+export async function ensureDebianImage(): Promise<void> {
+  if (existsSync(`${debianRoot}/${debianImage}/usr/bin/bash`)) return;
+  mkdirSync(debianRoot, { recursive: true });
+  const result = await runner(['--root', debianRoot, 'chroot-create', '--suite', 'bookworm', debianImage], { stream: true });
+  if (result.code !== 0) throw new Error(`cannot create the Debian test image (exit ${result.code})`);
+}
