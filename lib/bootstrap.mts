@@ -1,11 +1,13 @@
 // Creating images: a Debian tree made by debootstrap (or mmdebstrap) in a
 // temporary directory of the state directory, renamed into place only when
 // complete, so a failed or interrupted create leaves nothing half-made.
-import { existsSync, mkdirSync, mkdtempSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, renameSync } from 'node:fs';
 import { JobError, SystemError } from './errors.mts';
-import { run } from './exec.mts';
+import { check, run } from './exec.mts';
 import { imagePath, validateImageName } from './image.mts';
+import { listJobRecords } from './job.mts';
 import { log } from './log.mts';
+import { createSubvolume, isBtrfs, isSubvolume } from './btrfs.mts';
 import { removeTree } from './mounts.mts';
 import type { Settings } from './settings.mts';
 
@@ -77,8 +79,10 @@ export async function createImage(settings: Settings, name: string, options: Boo
   mkdirSync(staging, { recursive: true, mode: 0o700 });
   const workDir = mkdtempSync(`${staging}/${name}.`);
   const tree = `${workDir}/tree`;
-  // debootstrap wants to make its target itself, mmdebstrap wants an empty one.
-  if (options.bootstrapper === 'mmdebstrap') mkdirSync(tree);
+  // On btrfs an image is a subvolume, so jobs can run on snapshots of it.
+  // Both bootstrappers accept an existing empty target.
+  if (isBtrfs(staging)) await createSubvolume(tree);
+  else if (options.bootstrapper === 'mmdebstrap') mkdirSync(tree);
   const interrupted = () => log.warn(`interrupted: removing the partial image in ${workDir}`);
   process.once('SIGINT', interrupted).once('SIGTERM', interrupted);
   try {
@@ -95,6 +99,35 @@ export async function createImage(settings: Settings, name: string, options: Boo
     return target;
   } finally {
     process.off('SIGINT', interrupted).off('SIGTERM', interrupted);
+    await removeTree(workDir);
+  }
+}
+
+/**
+ * Turns a plain-directory image into a btrfs subvolume, so its jobs run on
+ * snapshots instead of overlays. The copy is made with reflinks (no data is
+ * duplicated) beside the image and swapped in with two renames.
+ */
+export async function convertImageToSubvolume(settings: Settings, name: string): Promise<'converted' | 'already'> {
+  const target = imagePath(settings, validateImageName(name));
+  if (!existsSync(target)) throw new JobError(`image "${name}" not found at ${target}`);
+  if (isSubvolume(target)) return 'already';
+  if (!isBtrfs(settings.root)) throw new SystemError(`${settings.root} is not on btrfs: there is nothing to convert to`);
+  const users = listJobRecords(settings).filter((record) => record.imagePath === realpathSync(target));
+  if (users.length) {
+    throw new SystemError(`image "${name}" is in use by job ${users.map((record) => record.jobId).join(', ')}`, 'retry when those jobs have finished');
+  }
+  const staging = `${settings.root}/.staging`;
+  mkdirSync(staging, { recursive: true, mode: 0o700 });
+  const workDir = mkdtempSync(`${staging}/${name}.`);
+  try {
+    await createSubvolume(`${workDir}/tree`);
+    log.info(`copying image ${name} into a subvolume (reflinks, no data is duplicated)`);
+    await check(['cp', '-a', '--reflink=always', '--', `${target}/.`, `${workDir}/tree/`]);
+    renameSync(target, `${workDir}/old`);
+    renameSync(`${workDir}/tree`, target);
+    return 'converted';
+  } finally {
     await removeTree(workDir);
   }
 }

@@ -1,8 +1,9 @@
 // A job's bookkeeping: <root>/.jobs/<id>/ holds the job record, the storage
 // backend's writable layer and the logs. Creating the directory is the lock
 // that refuses a second prepare for the same job.
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { JobError, SystemError } from './errors.mts';
+import { removeTree } from './mounts.mts';
 import { jobsDir, type Settings } from './settings.mts';
 
 // Machine names must be valid host names (systemd-nspawn --machine), and the
@@ -86,6 +87,25 @@ export function requireJobRecord(settings: Settings, jobId: string): JobRecord {
   return record;
 }
 
-export function removeJobDir(settings: Settings, jobId: string): void {
-  rmSync(jobDir(settings, jobId), { recursive: true, force: true });
+/** Never deletes through a mount left under the job directory. */
+export async function removeJobDir(settings: Settings, jobId: string): Promise<void> {
+  await removeTree(jobDir(settings, jobId));
+}
+
+/** Records of every prepared job: who uses which image right now. */
+export function listJobRecords(settings: Settings): JobRecord[] {
+  let ids: string[];
+  try {
+    ids = readdirSync(jobsDir(settings));
+  } catch {
+    return [];
+  }
+  return ids.flatMap((id) => {
+    try {
+      const record = readJobRecord(settings, id);
+      return record ? [record] : [];
+    } catch {
+      return [];
+    }
+  });
 }

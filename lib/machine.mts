@@ -26,7 +26,7 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
   const image = imageNameFromReference(request.imageReference);
   const imagePath = resolveImage(settings, image);
   const host = await hostByName(chooseHostName(settings));
-  const backend = await backendByName(chooseBackendName(settings));
+  const backend = await backendByName(chooseBackendName(settings), settings);
   const dir = claimJobDir(settings, request.jobId);
   let record: JobRecord = {
     jobId: request.jobId,
@@ -105,10 +105,10 @@ export async function cleanupJob(settings: Settings, jobId: string): Promise<boo
   if (record) {
     const host = await hostByName(record.host);
     await host.stop(record);
-    const backend = await backendByName(record.backend);
+    const backend = await backendByName(record.backend, settings);
     await backend.release(jobDir(settings, jobId));
   }
-  removeJobDir(settings, jobId);
+  await removeJobDir(settings, jobId);
   log.verbose(`job ${jobId}: cleaned up`);
   return true;
 }

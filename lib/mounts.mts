@@ -1,7 +1,8 @@
 // Mount points and safe removal. A tree a bootstrap or a machine used may
 // still have /proc, /sys or a bind of /dev mounted inside it after a crash:
 // deleting through such a mount would delete the host's files. Unmount first.
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { deleteSubvolume, isSubvolume } from './btrfs.mts';
 import { SystemError } from './errors.mts';
 import { run } from './exec.mts';
 
@@ -32,8 +33,13 @@ export async function unmountUnder(path: string): Promise<void> {
   if (left.length) throw new SystemError(`cannot unmount ${left.join(', ')}`, 'stop what uses it, then retry');
 }
 
-/** rm -rf that never crosses into a mounted filesystem. */
+/**
+ * rm -rf that never crosses into a mounted filesystem. A btrfs subvolume is
+ * deleted as one (instant); if that fails (nested subvolumes), file by file.
+ */
 export async function removeTree(path: string): Promise<void> {
+  if (!existsSync(path)) return;
   await unmountUnder(path);
+  if (isSubvolume(path) && (await deleteSubvolume(path))) return;
   rmSync(path, { recursive: true, force: true });
 }

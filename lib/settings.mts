@@ -1,6 +1,6 @@
 // Runner configuration: defaults, then the config file, then the environment,
 // then the command line. Read once per process and never mutated.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { SystemError } from './errors.mts';
 
 export type BackendChoice = 'auto' | 'btrfs' | 'overlay' | 'tmpfs';
@@ -60,7 +60,6 @@ export async function loadSettings(
   const configDir = env.NSPAWN_RUNNER_CONFIG_DIR || defaults.configDir;
   const configFile = overrides.config || env.NSPAWN_RUNNER_CONFIG || `${configDir}/${configFileName}`;
   const fromFile = await readConfigFile(configFile, Boolean(overrides.config || env.NSPAWN_RUNNER_CONFIG));
-  const source = `${configFile}`;
   const settings: Settings = {
     ...defaults,
     ...fromFile,
@@ -68,8 +67,12 @@ export async function loadSettings(
     limits: { ...defaults.limits, ...fromFile.limits },
   };
   settings.root = overrides.root || env.NSPAWN_RUNNER_ROOT || settings.root;
-  settings.backend = parseChoice(overrides.backend || env.NSPAWN_RUNNER_BACKEND || settings.backend, backendChoices, 'backend', source);
-  settings.host = parseChoice(overrides.host || env.NSPAWN_RUNNER_HOST || settings.host, hostChoices, 'host', source);
+  const origin = (flag: string | undefined, variable: string) =>
+    (flag ? 'command line' : env[variable] ? variable : configFile);
+  settings.backend = parseChoice(overrides.backend || env.NSPAWN_RUNNER_BACKEND || settings.backend, backendChoices, 'backend',
+    origin(overrides.backend, 'NSPAWN_RUNNER_BACKEND'));
+  settings.host = parseChoice(overrides.host || env.NSPAWN_RUNNER_HOST || settings.host, hostChoices, 'host',
+    origin(overrides.host, 'NSPAWN_RUNNER_HOST'));
   settings.defaultImage = overrides.defaultImage || settings.defaultImage;
   if (!settings.root.startsWith('/')) throw new SystemError(`state directory must be an absolute path: ${settings.root}`);
   return Object.freeze(settings);
@@ -81,14 +84,8 @@ async function readConfigFile(path: string, required: boolean): Promise<Partial<
     if (required) throw new SystemError(`config file ${path} not found`);
     return {};
   }
-  const { parse } = await import('yaml');
-  let data: unknown;
-  try {
-    data = parse(readFileSync(path, 'utf8'));
-  } catch (error) {
-    throw new SystemError(`${path}: not valid YAML: ${(error as Error).message.split('\n')[0]}`);
-  }
-  return parseConfigDocument(data, path);
+  const { readYamlFile } = await import('./yaml-file.mts');
+  return parseConfigDocument(readYamlFile(path), path);
 }
 
 /** Narrows a parsed config document; every error names the file and the key. */

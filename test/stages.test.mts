@@ -4,14 +4,24 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, test } from 'node:test';
+import { mountScratchBtrfs, type ScratchFilesystem } from './support/btrfs.mts';
 import { StateFixture } from './support/fixture.mts';
 import { leftoversOf } from './support/leftovers.mts';
 import { buildFailure, systemFailure } from './support/runner.mts';
 
-describe('stages on a busybox machine (overlay, direct host)', () => {
+// The same suite on every storage backend, each on a real filesystem: overlay
+// and tmpfs over the temp directory (ext4 here), btrfs on a loop-mounted file.
+for (const backend of ['overlay', 'tmpfs', 'btrfs'] as const) describe(`stages on a busybox machine (${backend}, direct host)`, () => {
   let state: StateFixture;
-  before(() => { state = StateFixture.withBusybox(['--backend', 'overlay']); });
-  after(() => state.dispose());
+  let scratch: ScratchFilesystem | undefined;
+  before(async () => {
+    if (backend === 'btrfs') scratch = mountScratchBtrfs();
+    state = await StateFixture.withBusybox(['--backend', backend], scratch?.mountPoint);
+  });
+  after(async () => {
+    await state.dispose();
+    scratch?.dispose();
+  });
 
   test('config prints only the executor JSON', async () => {
     const result = await state.run(['gitlab-config']);
@@ -24,7 +34,7 @@ describe('stages on a busybox machine (overlay, direct host)', () => {
   test('a full job: files and a background process survive from stage to stage, nothing survives cleanup', async () => {
     const prepared = await state.prepare('101');
     assert.equal(prepared.code, 0, prepared.stderr);
-    assert.match(prepared.stderr, /machine run-101 on image busybox \(overlay storage, direct host\)/);
+    assert.match(prepared.stderr, new RegExp(`machine run-101 on image busybox \\(${backend} storage, direct host\\)`));
     // The background loop keeps the stage's stdout open: the stage must end anyway.
     const first = await state.stage('101', 'build_script', [
       'echo built > /artifact',

@@ -3,6 +3,7 @@
 // even when an assertion failed halfway.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createSubvolume, isBtrfs } from '../../lib/btrfs.mts';
 import { makeBusyboxImage } from './images.mts';
 import { runner, type RunnerOptions, type RunnerResult } from './runner.mts';
 
@@ -18,8 +19,10 @@ export class StateFixture {
     this.extraArgs = extraArgs;
   }
 
-  static withBusybox(extraArgs: string[] = []): StateFixture {
-    const fixture = new StateFixture(mkdtempSync(`${tmpdir()}/nsr-state-`), extraArgs);
+  /** A busybox image in a new state directory (under parent, default the temp dir). */
+  static async withBusybox(extraArgs: string[] = [], parent = tmpdir()): Promise<StateFixture> {
+    const fixture = new StateFixture(mkdtempSync(`${parent}/nsr-state-`), extraArgs);
+    if (isBtrfs(fixture.root)) await createSubvolume(`${fixture.root}/busybox`);
     makeBusyboxImage(`${fixture.root}/busybox`);
     return fixture;
   }
