@@ -5,12 +5,13 @@ import { existsSync, mkdirSync, openSync, closeSync } from 'node:fs';
 import { reportBuildExitCode } from './contract.mts';
 import { ScriptFailed, SystemError } from './errors.mts';
 import { chooseHostName, hostByName } from './host/select.mts';
-import { imageNameFromReference, resolveImage } from './image.mts';
+import { checkImageAllowed, imageNameFromReference, resolveImage } from './image.mts';
 import {
   claimJobDir, jobDir, machineName, readJobRecord, removeJobDir, requireJobRecord, writeJobRecord,
   type JobRecord,
 } from './job.mts';
 import { log } from './log.mts';
+import { owningAncestorOf, startTimeOf } from './proc.mts';
 import { buildNspawnArgs, systemdVersion } from './nspawn.mts';
 import { buildsDir, cacheDir, type Settings } from './settings.mts';
 import { runScriptInMachine } from './stage.mts';
@@ -23,11 +24,12 @@ export interface PrepareRequest {
 }
 
 export async function prepareJob(settings: Settings, request: PrepareRequest): Promise<JobRecord> {
-  const image = imageNameFromReference(request.imageReference);
+  const image = checkImageAllowed(settings, imageNameFromReference(request.imageReference));
   const imagePath = resolveImage(settings, image);
   const host = await hostByName(chooseHostName(settings));
   const backend = await backendByName(chooseBackendName(settings), settings);
   const dir = claimJobDir(settings, request.jobId);
+  const owner = owningAncestorOf(process.pid);
   let record: JobRecord = {
     jobId: request.jobId,
     machine: machineName(request.jobId),
@@ -36,11 +38,22 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
     backend: backend.name,
     host: host.name,
     createdAt: new Date().toISOString(),
+    state: 'preparing',
+    preparerPid: process.pid,
+    preparerStartTime: startTimeOf(process.pid),
+    ownerPid: owner,
+    ownerStartTime: startTimeOf(owner),
   };
   try {
     // Written before anything is started, so cleanup can always undo it.
     writeJobRecord(dir, record);
     const storageArgs = await backend.prepare(imagePath, dir);
+    if (settings.privateUsers && storageArgs.some((arg) => arg.startsWith('--overlay='))) {
+      // nspawn can idmap a plain directory (a btrfs snapshot) but not an
+      // overlay root, and chown-ing would copy up the whole image.
+      throw new SystemError('private_users needs btrfs storage with the image as a subvolume',
+        'put the state directory on btrfs (chroot-create --convert for existing images), or set private_users: false');
+    }
     const nspawnArgs = buildNspawnArgs({
       machine: record.machine,
       storageArgs,
@@ -48,8 +61,17 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
       register: host.registers,
       binds: [],
       systemdVersion: await systemdVersion(),
+      network: settings.network,
+      privateUsers: settings.privateUsers,
     });
-    record = await host.start({ nspawnArgs, jobDir: dir, boot: false, readyTimeoutMs: settings.readyTimeoutSeconds * 1000 }, record);
+    record = await host.start({
+      nspawnArgs,
+      jobDir: dir,
+      boot: false,
+      readyTimeoutMs: settings.readyTimeoutSeconds * 1000,
+      onSpawned: (spawned) => writeJobRecord(dir, spawned),
+    }, record);
+    record = { ...record, state: 'running' };
     writeJobRecord(dir, record);
   } catch (error) {
     await cleanupJob(settings, request.jobId).catch((cleanupError: Error) =>

@@ -5,6 +5,13 @@ import { SystemError } from './errors.mts';
 
 export type BackendChoice = 'auto' | 'btrfs' | 'overlay' | 'tmpfs';
 export type HostChoice = 'auto' | 'systemd' | 'direct';
+/**
+ * host: the host's network (the original's behaviour); private: loopback
+ * only, fully offline; veth: a veth pair per machine (outbound access when
+ * the host routes it: systemd-networkd does by default, else NAT); zone:NAME:
+ * a bridge shared by the machines of that zone.
+ */
+export type NetworkChoice = 'host' | 'private' | 'veth' | `zone:${string}`;
 
 /** Resource limits for a machine's transient unit on systemd hosts (systemd.resource-control(5)). */
 export interface Limits {
@@ -27,6 +34,11 @@ export interface Settings {
   limits: Limits;
   /** How long prepare waits for a machine to become ready. */
   readyTimeoutSeconds: number;
+  network: NetworkChoice;
+  /** Container root is not host root: a user namespace per machine (--private-users=pick). */
+  privateUsers: boolean;
+  /** Glob patterns (* and ?) of the images jobs may ask for; undefined allows all. */
+  allowedImages: string[] | undefined;
 }
 
 export interface SettingsOverrides {
@@ -46,6 +58,9 @@ const defaults: Settings = {
   tmpfsSize: '4G',
   limits: { cpuWeight: 50, memoryHigh: '30%', memoryMax: '40%', tasksMax: 16384 },
   readyTimeoutSeconds: 60,
+  network: 'host',
+  privateUsers: false,
+  allowedImages: undefined,
 };
 
 export const configFileName = 'nspawn-runner.conf';
@@ -102,6 +117,9 @@ export function parseConfigDocument(data: unknown, file: string): Partial<Settin
       case 'tmpfs_size': result.tmpfsSize = asSize(value, file, key); break;
       case 'ready_timeout': result.readyTimeoutSeconds = asNumber(value, file, key); break;
       case 'limits': result.limits = parseLimits(value, file); break;
+      case 'network': result.network = parseNetwork(asString(value, file, key), file); break;
+      case 'private_users': result.privateUsers = asBoolean(value, file, key); break;
+      case 'allowed_images': result.allowedImages = asStringList(value, file, key); break;
       default: throw new SystemError(`${file}: unknown key "${key}"`, 'see README.md, "Configuration"');
     }
   }
@@ -128,6 +146,23 @@ function parseLimits(value: unknown, file: string): Limits {
 export function parseChoice<T extends string>(value: string, choices: readonly T[], key: string, source: string): T {
   if ((choices as readonly string[]).includes(value)) return value as T;
   throw new SystemError(`${source}: ${key} must be one of ${choices.join(', ')}, not "${value}"`);
+}
+
+const zoneName = /^zone:[A-Za-z0-9_-]{1,12}$/;
+
+function parseNetwork(value: string, file: string): NetworkChoice {
+  if (value === 'host' || value === 'private' || value === 'veth' || zoneName.test(value)) return value as NetworkChoice;
+  throw new SystemError(`${file}: network must be host, private, veth or zone:NAME (up to 12 letters), not "${value}"`);
+}
+
+function asBoolean(value: unknown, file: string, key: string): boolean {
+  if (typeof value === 'boolean') return value;
+  throw new SystemError(`${file}: ${key} must be true or false`);
+}
+
+function asStringList(value: unknown, file: string, key: string): string[] {
+  if (Array.isArray(value) && value.every((item) => typeof item === 'string' && item !== '')) return value as string[];
+  throw new SystemError(`${file}: ${key} must be a list of strings`);
 }
 
 function asRecord(value: unknown, file: string, key: string): Record<string, unknown> {

@@ -11,6 +11,8 @@ const base: NspawnOptions = {
   register: false,
   binds: [],
   systemdVersion: 252,
+  network: 'host',
+  privateUsers: false,
 };
 
 test('nspawn argv for a direct host keeps a reaper at PID 1 and a keep-alive at PID 2', () => {
@@ -26,6 +28,10 @@ test('nspawn argv variations', () => {
     [{ systemdVersion: 249 }, [], ['--suppress-sync=yes']],
     [{ boot: true, register: true }, ['--boot', '--notify-ready=yes', '--register=yes'], ['--as-pid2', '--register=no']],
     [{ personality: 'x86' }, ['--personality=x86'], []],
+    [{ network: 'private' }, ['--private-network'], ['--network-veth']],
+    [{ network: 'veth' }, ['--network-veth'], ['--private-network']],
+    [{ network: 'zone:ci' }, ['--network-zone=ci'], ['--private-network']],
+    [{ privateUsers: true }, ['--private-users=pick', '--private-users-ownership=auto'], []],
     [{ binds: [{ source: '/a:b', target: '/c', readOnly: true }, { source: '/d', target: '/d', readOnly: false }] },
       ['--bind-ro=/a\\:b:/c', '--bind=/d:/d'], []],
   ];
