@@ -1,7 +1,7 @@
 // A job's machine through its life: prepare starts it, run enters it once per
 // stage, cleanup removes every trace of it. Storage and host mode are chosen
 // here, once, and recorded so later stages use the same ones.
-import { existsSync, mkdirSync, openSync, closeSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, fstatSync, mkdirSync, openSync } from 'node:fs';
 import { reportBuildExitCode } from './contract.mts';
 import { ScriptFailed, SystemError } from './errors.mts';
 import { chooseHostName, hostByName } from './host/select.mts';
@@ -105,6 +105,7 @@ export async function runStage(settings: Settings, request: StageRequest): Promi
   }
   let code: number;
   try {
+    if (!fstatSync(scriptFd).isFile()) throw new SystemError(`script ${request.scriptPath} is not a regular file`);
     ({ code } = await runScriptInMachine(leader, scriptFd, `${jobDir(settings, request.jobId)}/output`, request.shell));
   } finally {
     closeSync(scriptFd);
@@ -137,5 +138,7 @@ export async function cleanupJob(settings: Settings, jobId: string): Promise<boo
 
 /** Host directories the executor config promises: created before the first job needs them. */
 export function ensureRunnerDirs(settings: Settings): void {
+  // Node's recursive mkdir reports a read-only filesystem as ENOENT: ask first.
+  if (existsSync(settings.root)) accessSync(settings.root, constants.W_OK);
   for (const dir of [settings.root, buildsDir(settings), cacheDir(settings)]) mkdirSync(dir, { recursive: true });
 }

@@ -28,6 +28,18 @@ export function buildEnterArgs(leaderPid: number, command: readonly string[]): s
   return ['nsenter', `--target=${leaderPid}`, '--all', '--root', '--wd', '--', ...command];
 }
 
+/**
+ * The script arrives as an open descriptor (fd 3), never as a host path: the
+ * host's copy need not resolve inside the machine, and nothing planted in the
+ * machine can redirect a host-side write. A small sh copies it into the
+ * machine's /run first, because reopening /dev/fd/3 is a permission check
+ * that a user-namespaced root fails on the host's file; reading the open
+ * descriptor is not. The shell then runs a real file, as gitlab-runner expects.
+ */
+export function buildScriptCommand(shell: string): string[] {
+  return ['/bin/sh', '-c', 'mkdir -p /run/nspawn-runner && cat <&3 >"/run/nspawn-runner/script.$$" && exec "$0" "/run/nspawn-runner/script.$$" 3<&-', shell];
+}
+
 export interface StageResult {
   /** The script's exit code; 128 + signal number when a signal ended it. */
   code: number;
@@ -42,10 +54,7 @@ export async function runScriptInMachine(
   outputPath: string,
   shell: string,
 ): Promise<StageResult> {
-  // The script is handed over as an open descriptor: the path of the host's
-  // copy never has to resolve inside the machine, and a symlink planted there
-  // cannot redirect a host-side write.
-  const argv = buildEnterArgs(leaderPid, [shell, '/dev/fd/3']);
+  const argv = buildEnterArgs(leaderPid, buildScriptCommand(shell));
   log.debug(`+ ${shellJoin(argv)} 3<script >>${outputPath}`);
   const outputFd = openSync(outputPath, 'a', 0o600);
   ftruncateSync(outputFd);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildNspawnArgs, escapeColons, type NspawnOptions } from '../lib/nspawn.mts';
 import { overlayArgs } from '../lib/storage/overlay.mts';
-import { buildEnterArgs } from '../lib/stage.mts';
+import { buildEnterArgs, buildScriptCommand } from '../lib/stage.mts';
 
 const base: NspawnOptions = {
   machine: 'run-1',
@@ -52,4 +52,10 @@ test('paths with colons are escaped for --overlay and --bind', () => {
 test('stages enter every namespace of the machine leader', () => {
   assert.deepEqual(buildEnterArgs(4242, ['/bin/bash', '/dev/fd/3']),
     ['nsenter', '--target=4242', '--all', '--root', '--wd', '--', '/bin/bash', '/dev/fd/3']);
+});
+
+test('the stage script is copied from fd 3 into the machine, then run by the shell', () => {
+  const [sh, flag, program, shell] = buildScriptCommand('/bin/bash');
+  assert.deepEqual([sh, flag, shell], ['/bin/sh', '-c', '/bin/bash']);
+  assert.match(program!, /cat <&3 >"\/run\/nspawn-runner\/script\.\$\$" && exec "\$0" "\/run\/nspawn-runner\/script\.\$\$" 3<&-/);
 });
