@@ -10,6 +10,7 @@ const commands: Record<string, { summary: string; load: () => Promise<unknown> }
   cleanup: { summary: 'cleanup_exec: stop the job\'s machine and remove its traces', load: () => import('./cleanup.mts') },
   toml: { summary: 'print a [[runners]] section for /etc/gitlab-runner/config.toml', load: () => import('./toml.mts') },
   'chroot-create': { summary: 'bootstrap a Debian image with debootstrap', load: () => import('./chroot-create.mts') },
+  shell: { summary: 'a throw-away copy of an image for a person, as themselves (via sudo)', load: () => import('./shell.mts') },
   status: { summary: 'list the jobs and their machines', load: () => import('./status.mts') },
   gc: { summary: 'remove what crashed jobs left behind', load: () => import('./gc.mts') },
   'sample-job': { summary: 'run a sample CI job through every stage, as gitlab-runner would', load: () => import('./sample-job.mts') },
