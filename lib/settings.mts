@@ -27,6 +27,10 @@ export interface Settings {
   limits: Limits;
   /** How long prepare waits for a machine to become ready. */
   readyTimeoutSeconds: number;
+  /** gitlab-runner binary shared read-only into machines: auto, none, or a path (see shares.mts). */
+  runnerBinary: string;
+  /** Share the builds directory into machines, so checkouts persist on the host between jobs. */
+  keepBuilds: boolean;
 }
 
 export interface SettingsOverrides {
@@ -46,6 +50,8 @@ const defaults: Settings = {
   tmpfsSize: '4G',
   limits: { cpuWeight: 50, memoryHigh: '30%', memoryMax: '40%', tasksMax: 16384 },
   readyTimeoutSeconds: 60,
+  runnerBinary: 'auto',
+  keepBuilds: false,
 };
 
 export const configFileName = 'nspawn-runner.conf';
@@ -102,6 +108,8 @@ export function parseConfigDocument(data: unknown, file: string): Partial<Settin
       case 'tmpfs_size': result.tmpfsSize = asSize(value, file, key); break;
       case 'ready_timeout': result.readyTimeoutSeconds = asNumber(value, file, key); break;
       case 'limits': result.limits = parseLimits(value, file); break;
+      case 'gitlab_runner': result.runnerBinary = asRunnerBinary(value, file, key); break;
+      case 'keep_builds': result.keepBuilds = asBoolean(value, file, key); break;
       default: throw new SystemError(`${file}: unknown key "${key}"`, 'see README.md, "Configuration"');
     }
   }
@@ -143,6 +151,17 @@ function asString(value: unknown, file: string, key: string): string {
 function asNumber(value: unknown, file: string, key: string): number {
   if (typeof value === 'number' && Number.isFinite(value) && value > 0) return value;
   throw new SystemError(`${file}: ${key} must be a positive number`);
+}
+
+function asBoolean(value: unknown, file: string, key: string): boolean {
+  if (typeof value === 'boolean') return value;
+  throw new SystemError(`${file}: ${key} must be true or false`);
+}
+
+function asRunnerBinary(value: unknown, file: string, key: string): string {
+  const text = asString(value, file, key);
+  if (text === 'auto' || text === 'none' || text.startsWith('/')) return text;
+  throw new SystemError(`${file}: ${key} must be auto, none or an absolute path, not "${text}"`);
 }
 
 /** Sizes as systemd and mount(8) take them: 512M, 4G, 30%. */
