@@ -14,12 +14,20 @@ function readProc(path: string): string | undefined {
   }
 }
 
-/** State letter and start time; the command name may hold spaces and parentheses. */
-function statOf(pid: number): { state: string; startTime: string } | undefined {
+/** State letter, process group and start time; the command name may hold spaces and parentheses. */
+function statOf(pid: number | string): { state: string; processGroup: number; startTime: string } | undefined {
   const stat = readProc(`/proc/${pid}/stat`);
   if (!stat) return undefined;
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { state: fields[0]!, startTime: fields[19]! };
+  return { state: fields[0]!, processGroup: Number(fields[2]), startTime: fields[19]! };
+}
+
+/** PIDs of the live processes in process group pgid (whatever PID namespace they run in). */
+export function processGroupMembers(pgid: number): number[] {
+  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).filter((pid) => {
+    const stat = statOf(pid);
+    return stat?.processGroup === pgid && stat.state !== 'Z';
+  }).map(Number);
 }
 
 export function startTimeOf(pid: number): string | undefined {
