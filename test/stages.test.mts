@@ -85,6 +85,10 @@ for (const backend of ['overlay', 'tmpfs', 'btrfs'] as const) describe(`stages o
     assert.equal(result.code, 0, result.stderr);
     assert.doesNotMatch(result.stdout, /leaked-value|CUSTOM_ENV_|BUILD_FAILURE_EXIT_CODE/);
     assert.match(result.stdout, /PATH=\/usr\/local\/sbin/);
+    // Stage names gitlab-runner may add later (step_<name>, ...) run like any other.
+    const future = await state.stage('103', 'step_release', 'echo future stage ran');
+    assert.equal(future.code, 0, future.stderr);
+    assert.match(future.stdout, /future stage ran/);
     assert.equal((await state.cleanup('103')).code, 0);
   });
 
