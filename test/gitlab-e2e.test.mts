@@ -11,7 +11,7 @@
 // gitlab-runner's custom executor code (support/simulated-runner.mts).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -94,9 +94,9 @@ runnerDrivers().forEach((driver, index) => describe(`CI jobs end to end, driven 
   });
 
   /** Queues a job with the test repository as its sources and runs it to the end. */
-  async function runJob(spec: JobSpec, whileRunning?: (job: ServerJob) => Promise<void>): Promise<ServerJob> {
+  async function runJob(spec: JobSpec, whileRunning?: (job: ServerJob) => Promise<void>, config = runnerConfig): Promise<ServerJob> {
     const job = coordinator.enqueue({ repoUrl: git.url, sha: git.sha, ...spec });
-    const running = driver.runJob(runnerConfig);
+    const running = driver.runJob(config);
     await whileRunning?.(job);
     const runnerLog = await running;
     // NSPAWN_RUNNER_TEST_TRACE=1 shows each job's log as GitLab would.
@@ -177,6 +177,19 @@ runnerDrivers().forEach((driver, index) => describe(`CI jobs end to end, driven 
     const reader = await runJob({ script: ['cat vendor/dep.txt'], cache: { ...cache, policy: 'pull' } });
     assert.equal(reader.state, 'success', reader.trace);
     assert.match(reader.trace, new RegExp(`cached by job ${writer.payload.id}`));
+  });
+
+  test('with keep_builds, the checkout stays on the host and the next job fetches into it', perJob, async () => {
+    const settings = `${root}/keep-builds.conf`;
+    writeFileSync(settings, 'keep_builds: true\n');
+    const keeping = await runnerSection(root, coordinator.url, coordinator.runnerToken, debianImage, ['--config', settings]);
+    const first = await runJob({ script: ['git log --format=%s -1'] }, undefined, keeping);
+    assert.equal(first.state, 'success', first.trace);
+    assert.doesNotMatch(first.trace, /Reinitialized existing Git repository/);
+    const second = await runJob({ script: ['git log --format=%s -1'] }, undefined, keeping);
+    assert.equal(second.state, 'success', second.trace);
+    assert.match(second.trace, /Reinitialized existing Git repository/);
+    assert.equal(filesNamed(`${root}/.build`, 'HEAD').filter((path) => path.endsWith('.git/HEAD')).length, 1);
   });
 
   test('artifacts reach the coordinator, uploaded from inside the machine by the shared gitlab-runner', perJob, async () => {

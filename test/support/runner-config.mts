@@ -26,8 +26,9 @@ export interface RunnerSection {
   custom: CustomSection;
 }
 
-export async function runnerSection(root: string, url: string, token: string, defaultImage: string): Promise<RunnerSection> {
-  const printed = await runner(['toml', '--root', root, '--default-image', defaultImage]);
+/** globalArgs such as --config FILE end up in every stage's arguments, as for users. */
+export async function runnerSection(root: string, url: string, token: string, defaultImage: string, globalArgs: string[] = []): Promise<RunnerSection> {
+  const printed = await runner(['toml', '--root', root, ...globalArgs, '--default-image', defaultImage]);
   if (printed.code !== 0) throw new Error(`nspawn-runner toml failed: ${printed.stderr}`);
   const { runners } = parse(printed.stdout) as unknown as { runners: RunnerSection[] };
   // A plain object again: smol-toml's tables have no prototype.
