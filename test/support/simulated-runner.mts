@@ -22,7 +22,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { JobPayload } from './coordinator.mts';
+import type { JobPayload } from './job-payload.mts';
 import type { RunnerSection } from './runner-config.mts';
 import { buildStageScripts, type ExecutorConfig } from './stage-scripts.mts';
 

@@ -2,7 +2,7 @@
 // shaped like gitlab-runner's own (shells/abstract.go): variables exported,
 // `set -eo pipefail`, each job line echoed before it runs, and the cache and
 // artifacts work done by the `gitlab-runner` helper commands in the machine.
-import type { JobPayload } from './coordinator.mts';
+import type { JobPayload } from './job-payload.mts';
 import type { RunnerSection } from './runner-config.mts';
 
 /** The keys of config_exec's JSON that gitlab-runner reads. */
