@@ -14,6 +14,7 @@ import { log } from './log.mts';
 import { owningAncestorOf, startTimeOf } from './proc.mts';
 import { buildNspawnArgs, systemdVersion } from './nspawn.mts';
 import { buildsDir, cacheDir, type Settings } from './settings.mts';
+import { buildShares, findRunnerBinary } from './shares.mts';
 import { runScriptInMachine } from './stage.mts';
 import { backendByName, chooseBackendName } from './storage/select.mts';
 
@@ -28,6 +29,7 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
   const imagePath = resolveImage(settings, image);
   const host = await hostByName(chooseHostName(settings));
   const backend = await backendByName(chooseBackendName(settings), settings);
+  const runnerBinary = findRunnerBinary(settings.runnerBinary, { parentPid: process.ppid, pathEnv: process.env.PATH });
   const dir = claimJobDir(settings, request.jobId);
   const owner = owningAncestorOf(process.pid);
   let record: JobRecord = {
@@ -59,7 +61,7 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
       storageArgs,
       boot: false,
       register: host.registers,
-      binds: [],
+      binds: buildShares(settings, runnerBinary),
       systemdVersion: await systemdVersion(),
       network: settings.network,
       privateUsers: settings.privateUsers,
@@ -79,6 +81,7 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
     throw error;
   }
   log.info(`job ${record.jobId}: machine ${record.machine} on image ${image} (${backend.name} storage, ${host.name} host)`);
+  log.verbose(runnerBinary ? `sharing ${runnerBinary} as gitlab-runner` : 'no gitlab-runner binary to share: cache and artifacts need one in the image');
   return record;
 }
 

@@ -14,12 +14,12 @@ function readProc(path: string): string | undefined {
   }
 }
 
-/** State letter, parent and start time; the command name may hold spaces and parentheses. */
-function statOf(pid: number): { state: string; parent: number; startTime: string } | undefined {
+/** State letter, parent, process group and start time; the command name may hold spaces and parentheses. */
+function statOf(pid: number | string): { state: string; parent: number; processGroup: number; startTime: string } | undefined {
   const stat = readProc(`/proc/${pid}/stat`);
   if (!stat) return undefined;
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { state: fields[0]!, parent: Number(fields[1]), startTime: fields[19]! };
+  return { state: fields[0]!, parent: Number(fields[1]), processGroup: Number(fields[2]), startTime: fields[19]! };
 }
 
 /** Programs that only wrap the real caller: a shell of a -c string, sudo, env, timeout, ... */
@@ -34,6 +34,14 @@ export function owningAncestorOf(pid: number): number {
   let current = statOf(pid)?.parent ?? 1;
   while (current > 1 && wrappers.has(commandNameOf(current) ?? '')) current = statOf(current)?.parent ?? 1;
   return current;
+}
+
+/** PIDs of the live processes in process group pgid (whatever PID namespace they run in). */
+export function processGroupMembers(pgid: number): number[] {
+  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).filter((pid) => {
+    const stat = statOf(pid);
+    return stat?.processGroup === pgid && stat.state !== 'Z';
+  }).map(Number);
 }
 
 export function startTimeOf(pid: number): string | undefined {

@@ -39,6 +39,10 @@ export interface Settings {
   privateUsers: boolean;
   /** Glob patterns (* and ?) of the images jobs may ask for; undefined allows all. */
   allowedImages: string[] | undefined;
+  /** gitlab-runner binary shared read-only into machines: auto, none, or a path (see shares.mts). */
+  runnerBinary: string;
+  /** Share the builds directory into machines, so checkouts persist on the host between jobs. */
+  keepBuilds: boolean;
 }
 
 export interface SettingsOverrides {
@@ -61,6 +65,8 @@ const defaults: Settings = {
   network: 'host',
   privateUsers: false,
   allowedImages: undefined,
+  runnerBinary: 'auto',
+  keepBuilds: false,
 };
 
 export const configFileName = 'nspawn-runner.conf';
@@ -120,6 +126,8 @@ export function parseConfigDocument(data: unknown, file: string): Partial<Settin
       case 'network': result.network = parseNetwork(asString(value, file, key), file); break;
       case 'private_users': result.privateUsers = asBoolean(value, file, key); break;
       case 'allowed_images': result.allowedImages = asStringList(value, file, key); break;
+      case 'gitlab_runner': result.runnerBinary = asRunnerBinary(value, file, key); break;
+      case 'keep_builds': result.keepBuilds = asBoolean(value, file, key); break;
       default: throw new SystemError(`${file}: unknown key "${key}"`, 'see README.md, "Configuration"');
     }
   }
@@ -178,6 +186,12 @@ function asString(value: unknown, file: string, key: string): string {
 function asNumber(value: unknown, file: string, key: string): number {
   if (typeof value === 'number' && Number.isFinite(value) && value > 0) return value;
   throw new SystemError(`${file}: ${key} must be a positive number`);
+}
+
+function asRunnerBinary(value: unknown, file: string, key: string): string {
+  const text = asString(value, file, key);
+  if (text === 'auto' || text === 'none' || text.startsWith('/')) return text;
+  throw new SystemError(`${file}: ${key} must be auto, none or an absolute path, not "${text}"`);
 }
 
 /** Sizes as systemd and mount(8) take them: 512M, 4G, 30%. */

@@ -12,6 +12,7 @@ import { closeSync, fstatSync, ftruncateSync, openSync, readSync, watch, type FS
 import { constants } from 'node:os';
 import { missingBinaryError, shellJoin } from './exec.mts';
 import { log, writeAll } from './log.mts';
+import { processGroupMembers, signal } from './proc.mts';
 
 /** The environment inside the machine: the script's own, never the host's. */
 export const machineEnv: Readonly<Record<string, string>> = {
@@ -87,7 +88,12 @@ export async function runScriptInMachine(
 
   const forward = (): void => {
     log.info('stage cancelled: stopping its processes');
-    try { process.kill(-child.pid!, 'SIGTERM'); } catch { /* already gone */ }
+    // nsenter (the group's leader) does not pass signals on and dies of
+    // SIGTERM at once: the stage would end while a script that handles or
+    // ignores SIGTERM runs on beside after_script. So the script's processes
+    // get SIGTERM and nsenter stays to report how they ended; what is left
+    // after the grace period is killed, nsenter with it.
+    for (const pid of processGroupMembers(child.pid!)) if (pid !== child.pid) signal(pid, 'SIGTERM');
     setTimeout(() => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } }, killGraceMs).unref();
   };
   const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;

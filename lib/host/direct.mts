@@ -48,8 +48,10 @@ async function startDetached(request: StartRequest, record: JobRecord): Promise<
   const leader = await Promise.race([waitForKeepAlive(nspawnPid, request.readyTimeoutMs), spawnError]);
   if (!leader) {
     await stopDirect(started);
+    // The log goes with the job directory when prepare cleans up after
+    // itself, so its last lines are the message and the hint names no file.
     throw new SystemError(`machine ${record.machine} did not start: ${lastLines(logPath)}`,
-      `see ${logPath}; "systemd-nspawn" with the same options (--debug shows them) tells more`);
+      'prepare --debug prints the systemd-nspawn command to run by hand');
   }
   return { ...started, leaderPid: leader, leaderStartTime: startTimeOf(leader) };
 }
