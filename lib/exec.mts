@@ -10,6 +10,8 @@ const packageOf: Record<string, string> = {
   'systemd-nspawn': 'systemd-container',
   machinectl: 'systemd-container',
   'systemd-run': 'systemd',
+  systemctl: 'systemd',
+  journalctl: 'systemd',
   nsenter: 'util-linux',
   debootstrap: 'debootstrap',
   mmdebstrap: 'mmdebstrap',

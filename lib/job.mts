@@ -50,6 +50,8 @@ export interface JobRecord {
   leaderStartTime?: string;
   /** systemd host: the transient unit running systemd-nspawn. */
   unit?: string;
+  /** systemd host: the unit's control group (unified hierarchy only), which stages join. */
+  cgroup?: string;
 }
 
 export function jobDir(settings: Settings, jobId: string): string {

@@ -56,10 +56,13 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
       throw new SystemError('private_users needs btrfs storage with the image as a subvolume',
         'put the state directory on btrfs (chroot-create --convert for existing images), or set private_users: false');
     }
+    // Where machined runs, machines boot as the original's do: systemd in
+    // the machine makes `systemctl` work in jobs and tells when it is up.
+    const boot = host.registers;
     const nspawnArgs = buildNspawnArgs({
       machine: record.machine,
       storageArgs,
-      boot: false,
+      boot,
       register: host.registers,
       binds: buildShares(settings, runnerBinary),
       systemdVersion: await systemdVersion(),
@@ -69,8 +72,10 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
     record = await host.start({
       nspawnArgs,
       jobDir: dir,
-      boot: false,
+      imagePath,
+      boot,
       readyTimeoutMs: settings.readyTimeoutSeconds * 1000,
+      limits: settings.limits,
       onSpawned: (spawned) => writeJobRecord(dir, spawned),
     }, record);
     record = { ...record, state: 'running' };
@@ -100,6 +105,7 @@ export async function runStage(settings: Settings, request: StageRequest): Promi
   if (!leader) {
     throw new SystemError(`machine ${record.machine} of job ${request.jobId} is not running`, 'it stopped or was killed; the job has to be retried');
   }
+  host.joinCgroup(record);
   let scriptFd: number;
   try {
     scriptFd = openSync(request.scriptPath, 'r');

@@ -53,7 +53,10 @@ export function buildNspawnArgs(options: NspawnOptions): string[] {
   // namespace without chown-ing the image (systemd-nspawn(1), --private-users-ownership).
   if (options.privateUsers) args.push('--private-users=pick', '--private-users-ownership=auto');
   if (options.boot) {
-    args.push('--boot', '--notify-ready=yes');
+    // Stopping a throw-away machine means killing it: with SIGKILL instead
+    // of a clean shutdown (SIGRTMIN+3), no service or stage process that
+    // ignores SIGTERM can hold cleanup for minutes.
+    args.push('--boot', '--notify-ready=yes', '--kill-signal=SIGKILL');
   } else {
     // --as-pid2 puts nspawn's stub init at PID 1: it reaps the orphans of
     // every stage, which `sleep` as PID 1 would not.

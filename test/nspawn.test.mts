@@ -26,7 +26,7 @@ test('nspawn argv for a direct host keeps a reaper at PID 1 and a keep-alive at 
 test('nspawn argv variations', () => {
   const cases: Array<[Partial<NspawnOptions>, string[], string[]]> = [
     [{ systemdVersion: 249 }, [], ['--suppress-sync=yes']],
-    [{ boot: true, register: true }, ['--boot', '--notify-ready=yes', '--register=yes'], ['--as-pid2', '--register=no']],
+    [{ boot: true, register: true }, ['--boot', '--notify-ready=yes', '--kill-signal=SIGKILL', '--register=yes'], ['--as-pid2', '--register=no', '--']],
     [{ personality: 'x86' }, ['--personality=x86'], []],
     [{ network: 'private' }, ['--private-network'], ['--network-veth']],
     [{ network: 'veth' }, ['--network-veth'], ['--private-network']],

@@ -21,6 +21,8 @@ export const directHost: HostMode = {
     if (!nspawnPid || !isRunning(nspawnPid, nspawnStartTime)) return undefined;
     return leaderPid && isRunning(leaderPid, leaderStartTime) ? leaderPid : undefined;
   },
+  // No unit, no limits: stage processes stay where the caller is.
+  joinCgroup() {},
   stop: stopDirect,
 };
 

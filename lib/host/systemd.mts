@@ -1,15 +1,225 @@
-// Hosts whose PID 1 is systemd: implemented with machined and systemd-run.
-import { SystemError } from '../errors.mts';
-import type { HostMode } from './host.mts';
-
-const notYet = (): never => {
-  throw new SystemError('the systemd host mode is not implemented yet', 'set host: direct in the configuration');
-};
+// Hosts whose PID 1 is systemd: each machine boots its image's systemd under
+// a transient service in machine.slice, registered with machined, the way the
+// original nspawn-runner and systemd-nspawn@.service run machines. Stages
+// still enter the machine with nsenter (stage.mts): the original's per-stage
+// `systemd-run --machine` kills whatever a stage leaves running.
+import { lstatSync, mkdirSync, statfsSync, writeFileSync } from 'node:fs';
+import { JobError, SystemError } from '../errors.mts';
+import { check, run, type RunResult } from '../exec.mts';
+import type { JobRecord } from '../job.mts';
+import { log } from '../log.mts';
+import { systemdVersion } from '../nspawn.mts';
+import { isRunning, sleep, startTimeOf } from '../proc.mts';
+import type { Limits } from '../settings.mts';
+import type { HostMode, StartRequest } from './host.mts';
 
 export const systemdHost: HostMode = {
   name: 'systemd',
   registers: true,
-  start: async () => notYet(),
-  leaderOf: async () => notYet(),
-  stop: async () => notYet(),
+  start: startUnit,
+  async leaderOf(record) {
+    const { leaderPid, leaderStartTime } = record;
+    // The recorded PID costs nothing to check; machined only has to be asked
+    // when the machine rebooted (RestartForceExitStatus) or is gone.
+    if (leaderPid && isRunning(leaderPid, leaderStartTime)) return leaderPid;
+    return machineLeader(record.machine);
+  },
+  joinCgroup,
+  stop: stopUnit,
 };
+
+/**
+ * The unit is named after the machine, so cleanup finds it even when prepare
+ * died before recording anything. The prefix keeps it apart from
+ * systemd-run's own run-u<N> names, which a job id such as "u5" would hit.
+ */
+export function unitName(machine: string): string {
+  return `nspawn-runner-${machine}.service`;
+}
+
+/** Sub-cgroup of the machine's unit that stage processes join (see joinCgroup). */
+export const stagesCgroup = 'stages';
+
+export interface SystemdRunOptions {
+  unit: string;
+  description: string;
+  limits: Limits;
+  systemdVersion: number;
+  readyTimeoutSeconds: number;
+  /** The full systemd-nspawn argv, with --boot --notify-ready=yes. */
+  nspawnArgs: readonly string[];
+}
+
+/** systemd.resource-control(5) properties for the configured limits; unset ones are left out. */
+export function limitProperties(limits: Limits, version: number): string[] {
+  const properties: string[] = [];
+  if (limits.cpuWeight !== undefined) properties.push(`CPUWeight=${limits.cpuWeight}`);
+  if (limits.memoryHigh !== undefined) properties.push(`MemoryHigh=${limits.memoryHigh}`);
+  // As the original: MemoryMax only from systemd 249 on (issue 3).
+  if (limits.memoryMax !== undefined && version >= 249) properties.push(`MemoryMax=${limits.memoryMax}`);
+  if (limits.tasksMax !== undefined) properties.push(`TasksMax=${limits.tasksMax}`);
+  return properties;
+}
+
+export function buildSystemdRunArgs(options: SystemdRunOptions): string[] {
+  const properties = [
+    // systemd-run without --wait returns once the start job is done, and for
+    // Type=notify that is READY=1, which nspawn --notify-ready=yes forwards
+    // from the machine's systemd when its boot is complete.
+    'Type=notify',
+    `TimeoutStartSec=${options.readyTimeoutSeconds}s`,
+    // From systemd-nspawn@.service: SIGTERM to nspawn only, then SIGKILL to
+    // whatever is left in the cgroup; nspawn manages its own sub-cgroups;
+    // 133 is nspawn's exit code for a reboot inside the machine.
+    'KillMode=mixed',
+    'Delegate=yes',
+    'SuccessExitStatus=133',
+    'RestartForceExitStatus=133',
+    'WatchdogSec=3min',
+    ...limitProperties(options.limits, options.systemdVersion),
+  ];
+  return [
+    'systemd-run',
+    '--quiet',
+    `--unit=${options.unit}`,
+    `--description=${options.description}`,
+    '--slice=machine.slice',
+    // Unload the unit when it stops, even failed, so the job id can be reused.
+    '--collect',
+    ...properties.map((property) => `--property=${property}`),
+    '--',
+    ...options.nspawnArgs,
+  ];
+}
+
+/** Where nspawn looks for an init with --boot (systemd-nspawn(1)). */
+const initPaths = ['usr/lib/systemd/systemd', 'lib/systemd/systemd', 'sbin/init'];
+
+function canBoot(imagePath: string): boolean {
+  return initPaths.some((path) => {
+    try {
+      // lstat: /sbin/init is often an absolute symlink, which resolves on the host.
+      lstatSync(`${imagePath}/${path}`);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+async function startUnit(request: StartRequest, record: JobRecord): Promise<JobRecord> {
+  if (!canBoot(request.imagePath)) {
+    throw new JobError(`image "${record.image}" cannot boot: it has no systemd (${initPaths.map((p) => `/${p}`).join(', ')})`,
+      'machines on systemd hosts boot the image\'s systemd: install systemd in the image (chroot-create does), or set host: direct');
+  }
+  const unit = unitName(record.machine);
+  const since = Math.floor(Date.now() / 1000);
+  const started = await run(buildSystemdRunArgs({
+    unit,
+    description: `nspawn-runner job ${record.jobId}: machine ${record.machine} on image ${record.image}`,
+    limits: request.limits,
+    systemdVersion: await systemdVersion(),
+    readyTimeoutSeconds: Math.ceil(request.readyTimeoutMs / 1000),
+    nspawnArgs: request.nspawnArgs,
+  }));
+  // Whatever failed from here on, prepare's cleanup stops the unit by its name.
+  if (started.code !== 0) {
+    const why = (await unitJournal(unit, since)) || lastLines(started);
+    throw new SystemError(`machine ${record.machine} did not start: ${why}`,
+      `see "journalctl -u ${unit}"; --debug shows the systemd-run command`);
+  }
+  const [leader, cgroup] = await Promise.all([machineLeader(record.machine), unitCgroup(unit)]);
+  if (!leader) throw new SystemError(`machine ${record.machine} started but machined does not know it`, `see "journalctl -u ${unit}"`);
+  return { ...record, unit, leaderPid: leader, leaderStartTime: startTimeOf(leader), cgroup };
+}
+
+async function machineLeader(machine: string): Promise<number | undefined> {
+  const result = await run(['machinectl', 'show', '--property=Leader', '--value', '--', machine]);
+  const pid = Number(result.stdout.trim());
+  return result.code === 0 && Number.isInteger(pid) && pid > 1 ? pid : undefined;
+}
+
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+/**
+ * The unit's control group, on hosts with the unified cgroup hierarchy only:
+ * on cgroup v1 the limits live in one hierarchy per controller, and joining
+ * them all is not worth it for a layout systemd itself is dropping.
+ */
+async function unitCgroup(unit: string): Promise<string | undefined> {
+  if (statfsSync('/sys/fs/cgroup').type !== CGROUP2_SUPER_MAGIC) {
+    log.verbose('no unified cgroup hierarchy: stages run outside the machine\'s limits');
+    return undefined;
+  }
+  const result = await check(['systemctl', 'show', '--property=ControlGroup', '--value', '--', unit]);
+  const path = result.stdout.trim();
+  return path.startsWith('/') && !path.split('/').includes('..') ? path : undefined;
+}
+
+/**
+ * Moves the calling run process into a sub-cgroup of the machine's unit, so
+ * what the stage starts counts against the machine's limits and is stopped
+ * with its unit. nsenter changes namespaces, not cgroups: without this, stage
+ * processes would stay in gitlab-runner's cgroup. The sub-cgroup sits next to
+ * nspawn's payload/ and supervisor/ because cgroup v2 allows processes only in
+ * leaves, and payload/ belongs to the machine's own systemd.
+ */
+function joinCgroup(record: JobRecord): void {
+  if (!record.cgroup) return;
+  const dir = `/sys/fs/cgroup${record.cgroup}/${stagesCgroup}`;
+  try {
+    try {
+      mkdirSync(dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    // "0" moves the writer itself (cgroup(7)); children inherit the cgroup.
+    writeFileSync(`${dir}/cgroup.procs`, '0');
+  } catch (error) {
+    log.warn(`stage runs outside the cgroup of ${record.machine} (${(error as NodeJS.ErrnoException).code}): its limits do not apply`);
+  }
+}
+
+/**
+ * Stops the unit and returns once machined has forgotten the machine. nspawn
+ * gets SIGTERM, kills the machine's PID 1 (--kill-signal=SIGKILL in
+ * buildNspawnArgs), the kernel kills the rest of its PID namespace, nspawn
+ * tidies up and exits; `systemctl stop` waits for all of that.
+ */
+async function stopUnit(record: JobRecord): Promise<void> {
+  const unit = unitName(record.machine);
+  const stopped = await run(['systemctl', 'stop', '--', unit]);
+  // Exit status 5: the unit is not loaded, i.e. never started or already gone.
+  if (stopped.code !== 0 && stopped.code !== 5) {
+    throw new SystemError(`cannot stop ${unit}: ${lastLines(stopped)}`, `see "systemctl status ${unit}"`);
+  }
+  // --collect unloads failed units; one started without it would keep the
+  // name taken, and the next prepare of this job id would fail.
+  const state = await run(['systemctl', 'show', '--property=ActiveState', '--value', '--', unit]);
+  if (state.stdout.trim() === 'failed') await check(['systemctl', 'reset-failed', '--', unit]);
+  await waitUntilUnregistered(record.machine);
+}
+
+/** machined drops a machine when it sees its unit go, which it learns asynchronously. */
+async function waitUntilUnregistered(machine: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
+    const shown = await run(['machinectl', 'show', '--property=State', '--value', '--', machine]);
+    if (shown.code !== 0) return;
+    if (Date.now() > deadline) {
+      throw new SystemError(`machine ${machine} is still registered (${shown.stdout.trim()})`, `run "machinectl terminate ${machine}"`);
+    }
+    await sleep(delay);
+  }
+}
+
+/** What the unit's processes logged since the start: nspawn says there why a boot failed. */
+async function unitJournal(unit: string, sinceSeconds: number): Promise<string> {
+  const result = await run(['journalctl', `--unit=${unit}`, `--since=@${sinceSeconds}`, '--output=cat', '--no-pager', '--quiet']);
+  // systemd's own lines about the unit name it; nspawn's and the machine's do not.
+  return result.stdout.split('\n').filter((line) => line && !line.includes(unit)).slice(-3).join(' / ');
+}
+
+function lastLines(result: RunResult): string {
+  return result.stderr.trim().split('\n').slice(-3).join(' / ') || `exit status ${result.code}`;
+}

@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { buildSystemdRunArgs, limitProperties, unitName, type SystemdRunOptions } from '../lib/host/systemd.mts';
+import type { Limits } from '../lib/settings.mts';
+
+const base: SystemdRunOptions = {
+  unit: 'nspawn-runner-run-7.service',
+  description: 'job 7',
+  limits: { cpuWeight: 50, memoryHigh: '30%', memoryMax: '40%', tasksMax: 16384 },
+  systemdVersion: 252,
+  readyTimeoutSeconds: 60,
+  nspawnArgs: ['systemd-nspawn', '--machine=run-7', '--boot', '--notify-ready=yes'],
+};
+
+test('systemd-run argv: a transient notify service in machine.slice, nspawn after --', () => {
+  assert.deepEqual(buildSystemdRunArgs(base), [
+    'systemd-run', '--quiet', '--unit=nspawn-runner-run-7.service', '--description=job 7', '--slice=machine.slice', '--collect',
+    '--property=Type=notify', '--property=TimeoutStartSec=60s',
+    '--property=KillMode=mixed', '--property=Delegate=yes', '--property=SuccessExitStatus=133',
+    '--property=RestartForceExitStatus=133', '--property=WatchdogSec=3min',
+    '--property=CPUWeight=50', '--property=MemoryHigh=30%', '--property=MemoryMax=40%', '--property=TasksMax=16384',
+    '--', 'systemd-nspawn', '--machine=run-7', '--boot', '--notify-ready=yes',
+  ]);
+});
+
+test('limits: each one can be switched off, MemoryMax needs systemd 249', () => {
+  const cases: Array<[Limits, number, string[]]> = [
+    [{}, 252, []],
+    [{ cpuWeight: 20 }, 252, ['CPUWeight=20']],
+    [{ memoryHigh: '2G', memoryMax: '3G' }, 252, ['MemoryHigh=2G', 'MemoryMax=3G']],
+    [{ memoryHigh: '2G', memoryMax: '3G' }, 248, ['MemoryHigh=2G']],
+    [{ memoryMax: '40%' }, 249, ['MemoryMax=40%']],
+    [{ cpuWeight: undefined, tasksMax: 100 }, 252, ['TasksMax=100']],
+  ];
+  for (const [limits, version, expected] of cases) {
+    assert.deepEqual(limitProperties(limits, version), expected, JSON.stringify({ limits, version }));
+  }
+  const withoutLimits = buildSystemdRunArgs({ ...base, limits: {} });
+  assert.equal(withoutLimits.filter((arg) => /CPUWeight|Memory|TasksMax/.test(arg)).length, 0);
+});
+
+test('a unit is named after its machine, apart from systemd-run\'s own run-u<N> names', () => {
+  assert.equal(unitName('run-101'), 'nspawn-runner-run-101.service');
+  assert.equal(unitName('run-u5'), 'nspawn-runner-run-u5.service');
+});
