@@ -3,11 +3,12 @@
 // original nspawn-runner and systemd-nspawn@.service run machines. Stages
 // still enter the machine with nsenter (stage.mts): the original's per-stage
 // `systemd-run --machine` kills whatever a stage leaves running.
-import { lstatSync, mkdirSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, statfsSync, writeFileSync } from 'node:fs';
 import { JobError, SystemError } from '../errors.mts';
 import { check, run, type RunResult } from '../exec.mts';
 import type { JobRecord } from '../job.mts';
 import { log } from '../log.mts';
+import { removeTree } from '../mounts.mts';
 import { systemdVersion } from '../nspawn.mts';
 import { isRunning, sleep, startTimeOf } from '../proc.mts';
 import type { Limits } from '../settings.mts';
@@ -114,14 +115,17 @@ async function startUnit(request: StartRequest, record: JobRecord): Promise<JobR
   }
   const unit = unitName(record.machine);
   const since = Math.floor(Date.now() / 1000);
-  const started = await run(buildSystemdRunArgs({
+  const argv = buildSystemdRunArgs({
     unit,
     description: `nspawn-runner job ${record.jobId}: machine ${record.machine} on image ${record.image}`,
     limits: request.limits,
     systemdVersion: await systemdVersion(),
     readyTimeoutSeconds: Math.ceil(request.readyTimeoutMs / 1000),
     nspawnArgs: request.nspawnArgs,
-  }));
+  });
+  let started = await run(argv);
+  // A failed unit of an earlier job with this id keeps the name taken.
+  if (started.code !== 0 && (await resetIfFailed(unit))) started = await run(argv);
   // Whatever failed from here on, prepare's cleanup stops the unit by its name.
   if (started.code !== 0) {
     const why = (await unitJournal(unit, since)) || lastLines(started);
@@ -195,9 +199,20 @@ async function stopUnit(record: JobRecord): Promise<void> {
   }
   // --collect unloads failed units; one started without it would keep the
   // name taken, and the next prepare of this job id would fail.
-  const state = await run(['systemctl', 'show', '--property=ActiveState', '--value', '--', unit]);
-  if (state.stdout.trim() === 'failed') await check(['systemctl', 'reset-failed', '--', unit]);
+  await resetIfFailed(unit);
   await waitUntilUnregistered(record.machine);
+  // nspawn removes this directory when it exits, unless it was killed
+  // (an OOM kill, `systemctl kill`); nothing uses it once the unit is gone.
+  const propagate = `/run/systemd/nspawn/propagate/${record.machine}`;
+  if (existsSync(propagate)) await removeTree(propagate);
+}
+
+/** Returns whether the unit was failed and has been reset. */
+async function resetIfFailed(unit: string): Promise<boolean> {
+  const state = await run(['systemctl', 'show', '--property=ActiveState', '--value', '--', unit]);
+  if (state.stdout.trim() !== 'failed') return false;
+  await check(['systemctl', 'reset-failed', '--', unit]);
+  return true;
 }
 
 /** machined drops a machine when it sees its unit go, which it learns asynchronously. */

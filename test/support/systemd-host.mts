@@ -1,0 +1,243 @@
+// A systemd host for the tests. This machine has no systemd as PID 1, but it
+// can boot a Debian image with systemd inside a machine, and systemd-nspawn
+// and machined work nested inside that one: a real "systemd host", made in a
+// second. The image is the cached Debian test image plus systemd-container,
+// cached next to it. Each suite boots its own copy-on-write instance with
+// this repository (read-only, same path), the node binary and a state
+// directory bound in, and runs nspawn-runner inside it through nsenter.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { removeTree } from '../../lib/mounts.mts';
+import { childrenOf, commandNameOf, isRunning, signal, sleep, waitForExit } from '../../lib/proc.mts';
+import { debianImage, debianRoot, ensureDebianImage } from './images.mts';
+import { buildFailure, systemFailure, type RunnerResult } from './runner.mts';
+
+export const repoRoot = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
+const cacheDir = process.env.NSPAWN_RUNNER_TEST_SYSTEMD_HOST ?? '/var/cache/nspawn-runner-tests/systemd-host';
+/** What the cached image is made of; a change rebuilds it. */
+const recipe = { base: debianImage, packages: ['systemd-container', 'procps'] };
+
+/** Inside the test host: the runner's state directory and the stage scripts. */
+export const innerRoot = '/var/lib/nspawn-runner';
+export const innerScripts = '/srv/nsr-scripts';
+/** A stand-in for gitlab-runner.service, whose cgroup the runner's processes start in. */
+const runnerService = 'nsr-test-runner.service';
+const innerPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+function nspawnTool(args: string[], input?: string): void {
+  execFileSync('systemd-nspawn', ['--quiet', '--register=no', '--keep-unit', '--console=pipe', ...args],
+    { stdio: [input === undefined ? 'ignore' : 'pipe', 'inherit', 'inherit'], input, env: { PATH: innerPath, SYSTEMD_LOG_LEVEL: 'warning' } });
+}
+
+/** The test host's image, built from the cached Debian image when missing or outdated. */
+export async function ensureSystemdHostImage(): Promise<string> {
+  const image = `${cacheDir}/image`;
+  const stamp = `${cacheDir}/recipe.json`;
+  const wanted = `${JSON.stringify(recipe)}\n`;
+  if (existsSync(`${image}/usr/bin/machinectl`) && existsSync(stamp) && readFileSync(stamp, 'utf8') === wanted) return image;
+  await ensureDebianImage();
+  mkdirSync(cacheDir, { recursive: true });
+  const staging = `${cacheDir}/.staging-${process.pid}`;
+  await removeTree(staging);
+  // A copy: the cached Debian image is shared with other suites and stays untouched.
+  execFileSync('cp', ['-a', '--reflink=auto', '--', `${debianRoot}/${debianImage}`, staging]);
+  try {
+    const apt = ['--directory', staging, '--setenv=DEBIAN_FRONTEND=noninteractive', '--', 'apt-get', '-q', '-y'];
+    nspawnTool([...apt, 'update']);
+    nspawnTool([...apt, '--no-install-recommends', 'install', ...recipe.packages]);
+    nspawnTool([...apt, 'clean']);
+  } catch (error) {
+    await removeTree(staging);
+    throw new Error(`cannot build the systemd test host image (apt needs deb.debian.org): ${(error as Error).message}`);
+  }
+  if (existsSync(image)) {
+    const old = `${cacheDir}/.old-${process.pid}`;
+    renameSync(image, old);
+    await removeTree(old);
+  }
+  renameSync(staging, image);
+  writeFileSync(stamp, wanted);
+  return image;
+}
+
+/** node and the libraries it links that the image lacks, bound in read-only at the same paths. */
+function nodeBinds(image: string): string[] {
+  const libraries = execFileSync('ldd', [process.execPath], { encoding: 'utf8' })
+    .split('\n').map((line) => /(\/\S+) \(0x/.exec(line)?.[1]).filter((path): path is string => Boolean(path));
+  return [process.execPath, ...libraries.filter((path) => !existsSync(`${image}${path}`))]
+    .map((path) => `--bind-ro=${path}`);
+}
+
+export interface ExecOptions {
+  env?: Record<string, string>;
+  input?: string;
+}
+
+export interface Inventory {
+  machines: string[];
+  units: string[];
+  processes: string[];
+  cgroups: string[];
+  mounts: string[];
+  propagate: string[];
+  jobDirs: string[];
+}
+
+export class SystemdTestHost {
+  readonly name = `nsr-systemd-host-${process.pid}`;
+  /** Host-side directories: the instance's writes, the runner's state, the scripts. */
+  readonly work = mkdtempSync(`${tmpdir()}/nsr-systemd-host-`);
+  readonly state = `${this.work}/state`;
+  readonly scripts = `${this.work}/scripts`;
+  readonly log = `${this.work}/host.log`;
+  private nspawn: ChildProcess | undefined;
+  private leader: number | undefined;
+  private runnerCgroup: string | undefined;
+  private readonly jobs = new Set<string>();
+  private disposed = false;
+
+  /** Boots the test host; returns once its systemd has finished booting. */
+  async boot(): Promise<void> {
+    const image = await ensureSystemdHostImage();
+    await ensureDebianImage();
+    for (const dir of [`${this.work}/upper`, `${this.state}/${debianImage}`, this.scripts]) mkdirSync(dir, { recursive: true });
+    const argv = [
+      'systemd-nspawn', '--quiet', '--register=no', '--keep-unit', `--machine=${this.name}`,
+      `--directory=${image}`, `--overlay=${image}:${this.work}/upper:/`, '--link-journal=no',
+      ...nodeBinds(image),
+      `--bind-ro=${repoRoot}`,
+      `--bind=${this.state}:${innerRoot}`,
+      // Jobs inside boot the cached Debian image, read-only under their overlays.
+      `--bind-ro=${debianRoot}/${debianImage}:${innerRoot}/${debianImage}`,
+      `--bind-ro=${this.scripts}:${innerScripts}`,
+      '--boot', '--console=read-only',
+    ];
+    const logFd = openSync(this.log, 'a');
+    this.nspawn = spawn(argv[0]!, argv.slice(1), {
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+      // The unified cgroup hierarchy inside, as on current systemd hosts
+      // (this machine itself mounts cgroup v1 controllers).
+      env: { PATH: innerPath, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: '1' },
+    });
+    closeSync(logFd);
+    this.leader = await this.waitForLeader(60_000);
+    await this.waitForBoot(60_000);
+    // gitlab-runner runs as a service: its children start in its cgroup,
+    // not outside the host's cgroup tree where nsenter would leave them.
+    const service = await this.exec(['systemd-run', '--quiet', `--unit=${runnerService}`, '--', 'sleep', 'infinity']);
+    if (service.code !== 0) throw new Error(`cannot start ${runnerService} in the test host: ${service.stderr}`);
+    this.runnerCgroup = (await this.exec(['systemctl', 'show', '--property=ControlGroup', '--value', runnerService])).stdout.trim();
+  }
+
+  /** systemctl --wait waits for the end of the boot, once systemd's bus socket is there. */
+  private async waitForBoot(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const booted = await this.exec(['timeout', '60', 'systemctl', 'is-system-running', '--wait']);
+      if (/^(running|degraded)/.test(booted.stdout)) return;
+      if (Date.now() > deadline || !booted.stderr.includes('Failed to connect to bus')) {
+        throw new Error(`test host did not boot (${booted.stdout.trim()} ${booted.stderr.trim()}); see ${this.log}`);
+      }
+      await sleep(50);
+    }
+  }
+
+  private async waitForLeader(timeoutMs: number): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    const pid = this.nspawn!.pid!;
+    while (Date.now() < deadline && isRunning(pid)) {
+      const leader = childrenOf(pid).find((child) => commandNameOf(child) === 'systemd');
+      if (leader) return leader;
+      await sleep(20);
+    }
+    throw new Error(`test host did not start: ${readFileSync(this.log, 'utf8').trim().split('\n').slice(-5).join(' / ')}`);
+  }
+
+  /** Runs argv inside the test host, with a clean environment plus env. */
+  exec(argv: string[], options: ExecOptions = {}): Promise<RunnerResult> {
+    if (!this.leader) throw new Error('the test host is not running');
+    const env = Object.entries({ PATH: innerPath, HOME: '/root', LANG: 'C.UTF-8', ...options.env }).map(([key, value]) => `${key}=${value}`);
+    const enter = ['nsenter', `--target=${this.leader}`, '--all', '--root', '--wd', '--'];
+    const join = this.runnerCgroup ? ['sh', '-c', 'echo 0 > "$0" && exec "$@"', `/sys/fs/cgroup${this.runnerCgroup}/cgroup.procs`] : [];
+    const full = [...enter, ...join, 'env', '-i', ...env, ...argv];
+    return new Promise((resolve, reject) => {
+      const child = spawn(full[0]!, full.slice(1), { stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+      child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      if (options.input !== undefined) child.stdin!.end(options.input);
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    });
+  }
+
+  /** bin/nspawn-runner inside the test host, called the way gitlab-runner calls it. */
+  runner(args: string[], env: Record<string, string> = {}): Promise<RunnerResult> {
+    return this.exec([`${repoRoot}/bin/nspawn-runner`, '--root', innerRoot, ...args], {
+      env: { BUILD_FAILURE_EXIT_CODE: String(buildFailure), SYSTEM_FAILURE_EXIT_CODE: String(systemFailure), ...env },
+    });
+  }
+
+  prepare(jobId: string, image = debianImage, args: string[] = [], env: Record<string, string> = {}): Promise<RunnerResult> {
+    this.jobs.add(jobId);
+    return this.runner([...args, 'prepare', '--id', jobId, image], env);
+  }
+
+  /** Writes body as a stage script and runs it in the job's machine. */
+  stage(jobId: string, stage: string, body: string, env: Record<string, string> = {}, args: string[] = []): Promise<RunnerResult> {
+    writeFileSync(`${this.scripts}/${jobId}-${stage}`, `${body}\n`, { mode: 0o700 });
+    return this.runner([...args, 'run', '--id', jobId, `${innerScripts}/${jobId}-${stage}`, stage], env);
+  }
+
+  cleanup(jobId: string, args: string[] = []): Promise<RunnerResult> {
+    return this.runner([...args, 'cleanup', '--id', jobId]);
+  }
+
+  /** A property of a unit inside the test host, as `systemctl show` prints it. */
+  async unitProperty(unit: string, property: string): Promise<string> {
+    return (await this.exec(['systemctl', 'show', `--property=${property}`, '--value', '--', unit])).stdout.trim();
+  }
+
+  /** Everything of nspawn-runner's that could be left inside the test host. */
+  async inventory(): Promise<Inventory> {
+    const lines = async (argv: string[]): Promise<string[]> =>
+      (await this.exec(argv)).stdout.split('\n').map((line) => line.trim()).filter(Boolean);
+    let jobDirs: string[] = [];
+    try {
+      jobDirs = execFileSync('ls', ['-A', `${this.state}/.jobs`], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    } catch {
+      // no jobs directory: nothing left
+    }
+    return {
+      machines: await lines(['machinectl', 'list', '--no-legend']),
+      units: await lines(['systemctl', 'list-units', '--all', '--plain', '--no-legend', 'nspawn-runner-*']),
+      processes: (await lines(['ps', '-eo', 'args', '--no-headers'])).filter((line) => /systemd-nspawn|nsr-marker|nsenter/.test(line)),
+      cgroups: await lines(['find', '/sys/fs/cgroup', '-maxdepth', '2', '-name', 'nspawn-runner-*']),
+      mounts: (await lines(['cat', '/proc/mounts'])).filter((line) => line.includes(`${innerRoot}/.jobs`)),
+      propagate: await lines(['find', '/run/systemd/nspawn/propagate', '-mindepth', '1', '-maxdepth', '1']),
+      jobDirs,
+    };
+  }
+
+  /** Cleans every job, kills the test host (and whatever runs nested in it), removes its files. Safe to repeat. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (this.leader && isRunning(this.leader)) {
+      for (const jobId of this.jobs) await this.cleanup(jobId).catch(() => undefined);
+      // SIGKILL to its PID 1 ends the whole PID namespace, nested machines included.
+      signal(this.leader, 'SIGKILL');
+    }
+    const pid = this.nspawn?.pid;
+    if (pid && !(await waitForExit(pid, undefined, 10_000))) {
+      signal(pid, 'SIGKILL');
+      await waitForExit(pid, undefined, 5_000);
+    }
+    this.leader = undefined;
+    await removeTree(this.work);
+  }
+}

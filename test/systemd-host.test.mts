@@ -1,0 +1,153 @@
+// The job suite against the systemd host mode, inside a booted systemd test
+// host (support/systemd-host.mts): machines run as transient units in
+// machine.slice, registered with machined, under the configured limits.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { makeBusyboxImage } from './support/images.mts';
+import { buildFailure, systemFailure } from './support/runner.mts';
+import { innerScripts, SystemdTestHost, type Inventory } from './support/systemd-host.mts';
+
+const unit = (jobId: string): string => `nspawn-runner-run-${jobId}.service`;
+const nothingLeft: Inventory = { machines: [], units: [], processes: [], cgroups: [], mounts: [], propagate: [], jobDirs: [] };
+
+describe('jobs on a systemd host (booted test host, overlay storage)', () => {
+  const host = new SystemdTestHost();
+  before(() => host.boot());
+  after(() => host.dispose());
+
+  test('a full job: a registered, booted machine under its limits; files and a background process persist; cleanup leaves nothing', async () => {
+    const prepared = await host.prepare('301');
+    assert.equal(prepared.code, 0, prepared.stderr);
+    assert.match(prepared.stderr, /machine run-301 on image bookworm \(overlay storage, systemd host\)/, 'auto-detected');
+
+    const listed = await host.exec(['machinectl', 'list', '--no-legend']);
+    assert.match(listed.stdout, /^run-301\s+container\s+systemd-nspawn/m);
+    assert.equal(await host.unitProperty(unit('301'), 'ActiveState'), 'active');
+    assert.equal(await host.unitProperty(unit('301'), 'Slice'), 'machine.slice');
+    assert.equal(await host.unitProperty(unit('301'), 'CPUWeight'), '50');
+    assert.equal(await host.unitProperty(unit('301'), 'TasksMax'), '16384');
+    assert.match(await host.unitProperty(unit('301'), 'MemoryHigh'), /^\d+$/, '30% of the memory, in bytes');
+    assert.match(await host.unitProperty(unit('301'), 'MemoryMax'), /^\d+$/, '40% of the memory, in bytes');
+    assert.equal(await host.unitProperty(unit('301'), 'Delegate'), 'yes');
+    assert.equal(await host.unitProperty(unit('301'), 'KillMode'), 'mixed');
+
+    const first = await host.stage('301', 'build_script', [
+      'echo built > /artifact',
+      // A background process that keeps the stage's stdout open, under a name the host can see.
+      '(exec -a nsr-marker-service sleep 1000) &',
+      'echo $! > /service.pid',
+      'systemctl is-system-running',
+      'echo first stage done',
+    ].join('\n'));
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /^(running|degraded)$/m, 'the machine\'s systemd has booted');
+    assert.match(first.stdout, /first stage done/);
+    const second = await host.stage('301', 'after_script', 'cat /artifact; kill -0 "$(cat /service.pid)" && echo service alive; env; cat /proc/self/cgroup',
+      { HOST_ONLY_SECRET: 'leaked-value' });
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stdout, /^built$/m);
+    assert.match(second.stdout, /service alive/);
+    assert.doesNotMatch(second.stdout, /leaked-value|BUILD_FAILURE_EXIT_CODE/);
+    assert.match(second.stdout, /^PATH=\/usr\/local\/sbin/m);
+    assert.match(second.stdout, /^0::\/\.\.\/stages$/m, 'stages run in the machine unit\'s cgroup');
+    const stageProcs = await host.exec(['cat', `/sys/fs/cgroup/machine.slice/${unit('301')}/stages/cgroup.procs`]);
+    assert.notEqual(stageProcs.stdout.trim(), '', 'the background process counts against the unit\'s limits');
+    assert.match((await host.inventory()).processes.join('\n'), /nsr-marker-service/);
+    assert.ok(!existsSync(`${host.state}/bookworm/artifact`), 'the image itself is never modified');
+
+    const cleaned = await host.cleanup('301');
+    assert.equal(cleaned.code, 0, cleaned.stderr);
+    assert.equal(await host.unitProperty(unit('301'), 'LoadState'), 'not-found');
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
+  test('exit codes: a failing script is a build failure with its code reported, a missing machine a system failure', async () => {
+    assert.equal((await host.prepare('302')).code, 0);
+    const failed = await host.stage('302', 'build_script', 'echo failing; exit 7', { BUILD_EXIT_CODE_FILE: '/tmp/code-302' });
+    assert.equal(failed.code, buildFailure, failed.stderr);
+    assert.match(failed.stdout, /failing/);
+    assert.equal((await host.exec(['cat', '/tmp/code-302'])).stdout, '7\n');
+    const next = await host.stage('302', 'after_script', 'echo after the failure');
+    assert.equal(next.code, 0, 'the machine survives a failing stage');
+
+    // Killed behind our back: the next stage is the machine's fault, not the job's.
+    assert.equal((await host.exec(['systemctl', 'kill', '--signal=SIGKILL', '--', unit('302')])).code, 0);
+    const orphan = await host.stage('302', 'after_script', 'echo never');
+    assert.equal(orphan.code, systemFailure);
+    assert.match(orphan.stderr, /machine run-302 of job 302 is not running/);
+    assert.equal((await host.cleanup('302')).code, 0);
+    assert.equal((await host.stage('399', 'build_script', 'true')).code, systemFailure);
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
+  test('a job id is usable again after cleanup, even after a failed unit of the same name', async () => {
+    for (let round = 0; round < 2; round++) {
+      assert.equal((await host.prepare('303')).code, 0);
+      assert.match((await host.stage('303', 'build_script', 'test ! -e /mark && touch /mark && echo fresh')).stdout, /fresh/);
+      assert.equal((await host.cleanup('303')).code, 0);
+    }
+    // A failed unit under the job's name, as one started without --collect leaves it.
+    const failing = await host.exec(['systemd-run', '--quiet', `--unit=${unit('304')}`, '--property=Type=oneshot', '--wait', 'false']);
+    assert.notEqual(failing.code, 0);
+    assert.equal(await host.unitProperty(unit('304'), 'ActiveState'), 'failed');
+    const prepared = await host.prepare('304');
+    assert.equal(prepared.code, 0, prepared.stderr);
+    assert.equal((await host.cleanup('304')).code, 0);
+    assert.equal((await host.cleanup('304')).code, 0, 'cleanup twice');
+    assert.equal((await host.cleanup('305')).code, 0, 'cleanup of a job never prepared');
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
+  test('limits come from the config file; null switches one off', async () => {
+    writeFileSync(`${host.scripts}/limits.conf`,
+      'limits:\n  cpu_weight: 20\n  memory_high: null\n  memory_max: 1G\n  tasks_max: null\n');
+    const config = ['--config', `${innerScripts}/limits.conf`];
+    assert.equal((await host.prepare('306', undefined, config)).code, 0);
+    assert.equal(await host.unitProperty(unit('306'), 'CPUWeight'), '20');
+    assert.equal(await host.unitProperty(unit('306'), 'MemoryHigh'), 'infinity');
+    assert.equal(await host.unitProperty(unit('306'), 'MemoryMax'), String(1024 ** 3));
+    assert.notEqual(await host.unitProperty(unit('306'), 'TasksMax'), '16384');
+    assert.equal((await host.cleanup('306', config)).code, 0);
+  });
+
+  test('the host mode is chosen at prepare and kept in the job record; it can be forced', async () => {
+    assert.equal((await host.prepare('307', undefined, ['--host', 'systemd'])).code, 0);
+    // run and cleanup follow the record, whatever they are told.
+    const stage = await host.stage('307', 'build_script', 'touch /in-the-machine', {}, ['--host', 'direct']);
+    assert.equal(stage.code, 0, stage.stderr);
+    assert.ok(existsSync(`${host.state}/.jobs/307/upper/in-the-machine`), 'the stage ran in the job\'s machine');
+    assert.equal((await host.cleanup('307', ['--host', 'direct'])).code, 0);
+    assert.equal(await host.unitProperty(unit('307'), 'LoadState'), 'not-found');
+
+    const direct = await host.prepare('308', undefined, [], { NSPAWN_RUNNER_HOST: 'direct' });
+    assert.equal(direct.code, 0, direct.stderr);
+    assert.match(direct.stderr, /\(overlay storage, direct host\)/);
+    assert.doesNotMatch((await host.exec(['machinectl', 'list', '--no-legend'])).stdout, /run-308/);
+    assert.equal((await host.stage('308', 'build_script', 'echo direct')).code, 0);
+    assert.equal((await host.cleanup('308')).code, 0);
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
+  test('two jobs at once; an image without systemd is refused as the job\'s fault', async () => {
+    const [a, b] = await Promise.all([host.prepare('309'), host.prepare('310')]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(b.code, 0, b.stderr);
+    const machines = (await host.exec(['machinectl', 'list', '--no-legend'])).stdout;
+    assert.match(machines, /run-309/);
+    assert.match(machines, /run-310/);
+    await Promise.all([host.cleanup('309'), host.cleanup('310')]);
+
+    makeBusyboxImage(`${host.state}/busybox`);
+    const busybox = await host.prepare('311', 'busybox');
+    assert.equal(busybox.code, buildFailure);
+    assert.match(busybox.stderr, /image "busybox" cannot boot: it has no systemd/);
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
+  test('nothing is left on this machine once the test host is gone', async () => {
+    await host.dispose();
+    assert.ok(!existsSync(host.work));
+    assert.doesNotMatch(readFileSync('/proc/mounts', 'utf8'), new RegExp(host.work));
+  });
+});
