@@ -123,10 +123,11 @@ async function startUnit(request: StartRequest, record: JobRecord): Promise<JobR
     readyTimeoutSeconds: Math.ceil(request.readyTimeoutMs / 1000),
     nspawnArgs: request.nspawnArgs,
   });
+  // From here on the unit may exist; cleanup finds it by name whatever fails.
+  request.onSpawned({ ...record, unit });
   let started = await run(argv);
   // A failed unit of an earlier job with this id keeps the name taken.
   if (started.code !== 0 && (await resetIfFailed(unit))) started = await run(argv);
-  // Whatever failed from here on, prepare's cleanup stops the unit by its name.
   if (started.code !== 0) {
     const why = (await unitJournal(unit, since)) || lastLines(started);
     throw new SystemError(`machine ${record.machine} did not start: ${why}`,
