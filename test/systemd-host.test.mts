@@ -2,9 +2,11 @@
 // host (support/systemd-host.mts): machines run as transient units in
 // machine.slice, registered with machined, under the configured limits.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { makeBusyboxImage } from './support/images.mts';
+import { mountScratchBtrfs, type ScratchFilesystem } from './support/btrfs.mts';
+import { debianImage, debianRoot, makeBusyboxImage } from './support/images.mts';
 import { buildFailure, systemFailure } from './support/runner.mts';
 import { innerScripts, SystemdTestHost, type Inventory } from './support/systemd-host.mts';
 
@@ -73,6 +75,7 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
 
     // Killed behind our back: the next stage is the machine's fault, not the job's.
     assert.equal((await host.exec(['systemctl', 'kill', '--signal=SIGKILL', '--', unit('302')])).code, 0);
+    await host.waitUntilInactive(unit('302'));
     const orphan = await host.stage('302', 'after_script', 'echo never');
     assert.equal(orphan.code, systemFailure);
     assert.match(orphan.stderr, /machine run-302 of job 302 is not running/);
@@ -149,5 +152,40 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     await host.dispose();
     assert.ok(!existsSync(host.work));
     assert.doesNotMatch(readFileSync('/proc/mounts', 'utf8'), new RegExp(host.work));
+  });
+});
+
+// systemd issue 40013: nspawn --ephemeral fails under a service on systemd
+// 258. Our btrfs backend snapshots explicitly instead; this proves that path
+// under a transient unit.
+describe('btrfs storage on a systemd host', () => {
+  let scratch: ScratchFilesystem | undefined;
+  let host: SystemdTestHost | undefined;
+  before(async () => {
+    scratch = mountScratchBtrfs('2G');
+    const image = `${scratch.mountPoint}/${debianImage}`;
+    execFileSync('btrfs', ['-q', 'subvolume', 'create', '--', image]);
+    execFileSync('cp', ['-a', '--reflink=auto', '--', `${debianRoot}/${debianImage}/.`, image]);
+    host = new SystemdTestHost({ state: scratch.mountPoint, bindDebianImage: false });
+    await host.boot();
+  });
+  after(async () => {
+    await host?.dispose();
+    scratch?.dispose();
+  });
+
+  test('a job runs on a snapshot under its unit, and cleanup deletes the snapshot', async () => {
+    const subvolumes = (): string => execFileSync('btrfs', ['subvolume', 'list', scratch!.mountPoint], { encoding: 'utf8' });
+    const prepared = await host!.prepare('321');
+    assert.equal(prepared.code, 0, prepared.stderr);
+    assert.match(prepared.stderr, /\(btrfs storage, systemd host\)/);
+    assert.match(subvolumes(), /path \.jobs\/321\/root$/m);
+    assert.equal(await host!.unitProperty(unit('321'), 'ActiveState'), 'active');
+    assert.equal((await host!.stage('321', 'build_script', 'echo built > /artifact; (exec -a nsr-marker-btrfs sleep 1000) & echo $! > /service.pid')).code, 0);
+    const second = await host!.stage('321', 'after_script', 'cat /artifact; kill -0 "$(cat /service.pid)" && echo alive');
+    assert.match(second.stdout, /built\nalive/);
+    assert.equal((await host!.cleanup('321')).code, 0);
+    assert.doesNotMatch(subvolumes(), /\.jobs/);
+    assert.deepEqual(await host!.inventory(), nothingLeft);
   });
 });

@@ -17,7 +17,7 @@ import { buildFailure, systemFailure, type RunnerResult } from './runner.mts';
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 const cacheDir = process.env.NSPAWN_RUNNER_TEST_SYSTEMD_HOST ?? '/var/cache/nspawn-runner-tests/systemd-host';
 /** What the cached image is made of; a change rebuilds it. */
-const recipe = { base: debianImage, packages: ['systemd-container', 'procps'] };
+const recipe = { base: debianImage, packages: ['systemd-container', 'procps', 'btrfs-progs'] };
 
 /** Inside the test host: the runner's state directory and the stage scripts. */
 export const innerRoot = '/var/lib/nspawn-runner';
@@ -85,24 +85,38 @@ export interface Inventory {
   jobDirs: string[];
 }
 
+export interface TestHostOptions {
+  /** Host directory to use as the runner's state directory (a btrfs mount, say); default: a fresh one. */
+  state?: string;
+  /** Bind the cached Debian image in as image "bookworm" (default), or leave the state directory alone. */
+  bindDebianImage?: boolean;
+}
+
 export class SystemdTestHost {
   readonly name = `nsr-systemd-host-${process.pid}`;
   /** Host-side directories: the instance's writes, the runner's state, the scripts. */
   readonly work = mkdtempSync(`${tmpdir()}/nsr-systemd-host-`);
-  readonly state = `${this.work}/state`;
+  readonly state: string;
   readonly scripts = `${this.work}/scripts`;
   readonly log = `${this.work}/host.log`;
+  private readonly bindDebianImage: boolean;
   private nspawn: ChildProcess | undefined;
   private leader: number | undefined;
   private runnerCgroup: string | undefined;
   private readonly jobs = new Set<string>();
   private disposed = false;
 
+  constructor(options: TestHostOptions = {}) {
+    this.state = options.state ?? `${this.work}/state`;
+    this.bindDebianImage = options.bindDebianImage ?? true;
+  }
+
   /** Boots the test host; returns once its systemd has finished booting. */
   async boot(): Promise<void> {
     const image = await ensureSystemdHostImage();
     await ensureDebianImage();
-    for (const dir of [`${this.work}/upper`, `${this.state}/${debianImage}`, this.scripts]) mkdirSync(dir, { recursive: true });
+    for (const dir of [`${this.work}/upper`, this.state, this.scripts]) mkdirSync(dir, { recursive: true });
+    if (this.bindDebianImage) mkdirSync(`${this.state}/${debianImage}`, { recursive: true });
     const argv = [
       'systemd-nspawn', '--quiet', '--register=no', '--keep-unit', `--machine=${this.name}`,
       `--directory=${image}`, `--overlay=${image}:${this.work}/upper:/`, '--link-journal=no',
@@ -110,7 +124,7 @@ export class SystemdTestHost {
       `--bind-ro=${repoRoot}`,
       `--bind=${this.state}:${innerRoot}`,
       // Jobs inside boot the cached Debian image, read-only under their overlays.
-      `--bind-ro=${debianRoot}/${debianImage}:${innerRoot}/${debianImage}`,
+      ...(this.bindDebianImage ? [`--bind-ro=${debianRoot}/${debianImage}:${innerRoot}/${debianImage}`] : []),
       `--bind-ro=${this.scripts}:${innerScripts}`,
       '--boot', '--console=read-only',
     ];
@@ -132,16 +146,28 @@ export class SystemdTestHost {
     this.runnerCgroup = (await this.exec(['systemctl', 'show', '--property=ControlGroup', '--value', runnerService])).stdout.trim();
   }
 
-  /** systemctl --wait waits for the end of the boot, once systemd's bus socket is there. */
+  /**
+   * systemctl --wait waits for the end of the boot, but only once systemd has
+   * made /run/systemd/system ("offline" before) and its bus socket.
+   */
   private async waitForBoot(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const booted = await this.exec(['timeout', '60', 'systemctl', 'is-system-running', '--wait']);
       if (/^(running|degraded)/.test(booted.stdout)) return;
-      if (Date.now() > deadline || !booted.stderr.includes('Failed to connect to bus')) {
+      if (Date.now() > deadline) {
         throw new Error(`test host did not boot (${booted.stdout.trim()} ${booted.stderr.trim()}); see ${this.log}`);
       }
       await sleep(50);
+    }
+  }
+
+  /** Waits until the unit is no longer active, e.g. after killing it behind the runner's back. */
+  async waitUntilInactive(unit: string, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (/^(active|deactivating|activating|reloading)$/.test(await this.unitProperty(unit, 'ActiveState'))) {
+      if (Date.now() > deadline) throw new Error(`${unit} is still active`);
+      await sleep(20);
     }
   }
 
