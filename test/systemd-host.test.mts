@@ -148,6 +148,23 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     assert.deepEqual(await host.inventory(), nothingLeft);
   });
 
+  test('crash recovery: a live job survives other prepares, an orphaned one is stopped through systemd', async () => {
+    assert.equal((await host.prepare('312')).code, 0);
+    assert.equal((await host.prepare('313')).code, 0, 'its sweep leaves the live job 312 alone');
+    assert.match((await host.runner(['status'])).stdout, /^312\tbookworm\toverlay\tsystemd\t\d+s\trunning\trun-312$/m);
+    assert.equal((await host.stage('312', 'build_script', 'echo still here')).code, 0);
+    // gitlab-runner gone: nothing will ever clean this job up but gc.
+    assert.equal((await host.runnerWithoutOwner(['prepare', '--id', '314', 'bookworm'])).code, 0);
+    assert.match((await host.runner(['status'])).stdout, /^314\t.*\torphaned\trun-314$/m);
+    const gc = await host.runner(['gc', '--json']);
+    assert.equal(gc.code, 0, gc.stderr);
+    assert.deepEqual(JSON.parse(gc.stdout).jobs, ['314']);
+    assert.equal(await host.unitProperty(unit('314'), 'LoadState'), 'not-found');
+    assert.doesNotMatch((await host.exec(['machinectl', 'list', '--no-legend'])).stdout, /run-314/);
+    await Promise.all([host.cleanup('312'), host.cleanup('313')]);
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
   test('nothing is left on this machine once the test host is gone', async () => {
     await host.dispose();
     assert.ok(!existsSync(host.work));

@@ -4,9 +4,11 @@
 // second. The image is the cached Debian test image plus systemd-container,
 // cached next to it. Each suite boots its own copy-on-write instance with
 // this repository (read-only, same path), the node binary and a state
-// directory bound in, and runs nspawn-runner inside it through nsenter.
+// directory bound in, and runs nspawn-runner inside it from a stand-in for
+// gitlab-runner.service (runner-agent.mjs); inspection commands use nsenter.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { removeTree } from '../../lib/mounts.mts';
@@ -22,9 +24,12 @@ const recipe = { base: debianImage, packages: ['systemd-container', 'procps', 'b
 /** Inside the test host: the runner's state directory and the stage scripts. */
 export const innerRoot = '/var/lib/nspawn-runner';
 export const innerScripts = '/srv/nsr-scripts';
-/** A stand-in for gitlab-runner.service, whose cgroup the runner's processes start in. */
+/** The unit of the gitlab-runner stand-in inside the test host. */
 const runnerService = 'nsr-test-runner.service';
 const innerPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const innerEnv = { PATH: innerPath, HOME: '/root', LANG: 'C.UTF-8' };
+/** Where the stand-in's socket lives: bound read-write, so this side can connect. */
+const innerAgentDir = '/srv/nsr-agent';
 
 function nspawnTool(args: string[], input?: string): void {
   execFileSync('systemd-nspawn', ['--quiet', '--register=no', '--keep-unit', '--console=pipe', ...args],
@@ -99,10 +104,10 @@ export class SystemdTestHost {
   readonly state: string;
   readonly scripts = `${this.work}/scripts`;
   readonly log = `${this.work}/host.log`;
+  private readonly agentSocket = `${this.work}/agent/socket`;
   private readonly bindDebianImage: boolean;
   private nspawn: ChildProcess | undefined;
   private leader: number | undefined;
-  private runnerCgroup: string | undefined;
   private readonly jobs = new Set<string>();
   private disposed = false;
 
@@ -115,7 +120,7 @@ export class SystemdTestHost {
   async boot(): Promise<void> {
     const image = await ensureSystemdHostImage();
     await ensureDebianImage();
-    for (const dir of [`${this.work}/upper`, this.state, this.scripts]) mkdirSync(dir, { recursive: true });
+    for (const dir of [`${this.work}/upper`, `${this.work}/agent`, this.state, this.scripts]) mkdirSync(dir, { recursive: true });
     if (this.bindDebianImage) mkdirSync(`${this.state}/${debianImage}`, { recursive: true });
     const argv = [
       'systemd-nspawn', '--quiet', '--register=no', '--keep-unit', `--machine=${this.name}`,
@@ -126,6 +131,7 @@ export class SystemdTestHost {
       // Jobs inside boot the cached Debian image, read-only under their overlays.
       ...(this.bindDebianImage ? [`--bind-ro=${debianRoot}/${debianImage}:${innerRoot}/${debianImage}`] : []),
       `--bind-ro=${this.scripts}:${innerScripts}`,
+      `--bind=${this.work}/agent:${innerAgentDir}`,
       '--boot', '--console=read-only',
     ];
     const logFd = openSync(this.log, 'a');
@@ -139,11 +145,19 @@ export class SystemdTestHost {
     closeSync(logFd);
     this.leader = await this.waitForLeader(60_000);
     await this.waitForBoot(60_000);
-    // gitlab-runner runs as a service: its children start in its cgroup,
-    // not outside the host's cgroup tree where nsenter would leave them.
-    const service = await this.exec(['systemd-run', '--quiet', `--unit=${runnerService}`, '--', 'sleep', 'infinity']);
+    await this.startAgent(10_000);
+  }
+
+  /** The stand-in for gitlab-runner.service that runner() goes through (runner-agent.mjs). */
+  private async startAgent(timeoutMs: number): Promise<void> {
+    const agent = fileURLToPath(new URL('runner-agent.mjs', import.meta.url));
+    const service = await this.exec(['systemd-run', '--quiet', `--unit=${runnerService}`, '--', process.execPath, agent, `${innerAgentDir}/socket`]);
     if (service.code !== 0) throw new Error(`cannot start ${runnerService} in the test host: ${service.stderr}`);
-    this.runnerCgroup = (await this.exec(['systemctl', 'show', '--property=ControlGroup', '--value', runnerService])).stdout.trim();
+    const deadline = Date.now() + timeoutMs;
+    while (!existsSync(this.agentSocket)) {
+      if (Date.now() > deadline) throw new Error(`${runnerService} did not come up in the test host`);
+      await sleep(20);
+    }
   }
 
   /**
@@ -185,10 +199,8 @@ export class SystemdTestHost {
   /** Runs argv inside the test host, with a clean environment plus env. */
   exec(argv: string[], options: ExecOptions = {}): Promise<RunnerResult> {
     if (!this.leader) throw new Error('the test host is not running');
-    const env = Object.entries({ PATH: innerPath, HOME: '/root', LANG: 'C.UTF-8', ...options.env }).map(([key, value]) => `${key}=${value}`);
-    const enter = ['nsenter', `--target=${this.leader}`, '--all', '--root', '--wd', '--'];
-    const join = this.runnerCgroup ? ['sh', '-c', 'echo 0 > "$0" && exec "$@"', `/sys/fs/cgroup${this.runnerCgroup}/cgroup.procs`] : [];
-    const full = [...enter, ...join, 'env', '-i', ...env, ...argv];
+    const env = Object.entries({ ...innerEnv, ...options.env }).map(([key, value]) => `${key}=${value}`);
+    const full = ['nsenter', `--target=${this.leader}`, '--all', '--root', '--wd', '--', 'env', '-i', ...env, ...argv];
     return new Promise((resolve, reject) => {
       const child = spawn(full[0]!, full.slice(1), { stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
       let stdout = '';
@@ -201,11 +213,35 @@ export class SystemdTestHost {
     });
   }
 
-  /** bin/nspawn-runner inside the test host, called the way gitlab-runner calls it. */
+  /** bin/nspawn-runner inside the test host, started by the gitlab-runner stand-in as gitlab-runner would. */
   runner(args: string[], env: Record<string, string> = {}): Promise<RunnerResult> {
-    return this.exec([`${repoRoot}/bin/nspawn-runner`, '--root', innerRoot, ...args], {
-      env: { BUILD_FAILURE_EXIT_CODE: String(buildFailure), SYSTEM_FAILURE_EXIT_CODE: String(systemFailure), ...env },
+    const request = {
+      argv: [`${repoRoot}/bin/nspawn-runner`, '--root', innerRoot, ...args],
+      env: { ...innerEnv, BUILD_FAILURE_EXIT_CODE: String(buildFailure), SYSTEM_FAILURE_EXIT_CODE: String(systemFailure), ...env },
+    };
+    return new Promise((resolve, reject) => {
+      const result: RunnerResult = { code: -1, stdout: '', stderr: '' };
+      let pending = '';
+      const connection = connect(this.agentSocket, () => connection.write(`${JSON.stringify(request)}\n`));
+      connection.setEncoding('utf8');
+      connection.on('data', (chunk: string) => {
+        pending += chunk;
+        for (let end = pending.indexOf('\n'); end >= 0; end = pending.indexOf('\n')) {
+          const message = JSON.parse(pending.slice(0, end)) as { stdout?: string; stderr?: string; code?: number };
+          pending = pending.slice(end + 1);
+          result.stdout += message.stdout ?? '';
+          result.stderr += message.stderr ?? '';
+          if (message.code !== undefined) result.code = message.code;
+        }
+      });
+      connection.on('error', reject);
+      connection.on('close', () => resolve(result));
     });
+  }
+
+  /** The same, started from outside the test host: a runner whose parent is gone at once. */
+  runnerWithoutOwner(args: string[]): Promise<RunnerResult> {
+    return this.exec([`${repoRoot}/bin/nspawn-runner`, '--root', innerRoot, ...args]);
   }
 
   prepare(jobId: string, image = debianImage, args: string[] = [], env: Record<string, string> = {}): Promise<RunnerResult> {
