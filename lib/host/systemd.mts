@@ -11,8 +11,8 @@ import { log } from '../log.mts';
 import { removeTree } from '../mounts.mts';
 import { systemdVersion } from '../nspawn.mts';
 import { isRunning, sleep, startTimeOf } from '../proc.mts';
-import type { Limits } from '../settings.mts';
 import type { HostMode, StartRequest } from './host.mts';
+import { buildSystemdRunArgs, unitName } from './systemd-unit.mts';
 
 export const systemdHost: HostMode = {
   name: 'systemd',
@@ -29,69 +29,8 @@ export const systemdHost: HostMode = {
   stop: stopUnit,
 };
 
-/**
- * The unit is named after the machine, so cleanup finds it even when prepare
- * died before recording anything. The prefix keeps it apart from
- * systemd-run's own run-u<N> names, which a job id such as "u5" would hit.
- */
-export function unitName(machine: string): string {
-  return `nspawn-runner-${machine}.service`;
-}
-
 /** Sub-cgroup of the machine's unit that stage processes join (see joinCgroup). */
 export const stagesCgroup = 'stages';
-
-export interface SystemdRunOptions {
-  unit: string;
-  description: string;
-  limits: Limits;
-  systemdVersion: number;
-  readyTimeoutSeconds: number;
-  /** The full systemd-nspawn argv, with --boot --notify-ready=yes. */
-  nspawnArgs: readonly string[];
-}
-
-/** systemd.resource-control(5) properties for the configured limits; unset ones are left out. */
-export function limitProperties(limits: Limits, version: number): string[] {
-  const properties: string[] = [];
-  if (limits.cpuWeight !== undefined) properties.push(`CPUWeight=${limits.cpuWeight}`);
-  if (limits.memoryHigh !== undefined) properties.push(`MemoryHigh=${limits.memoryHigh}`);
-  // As the original: MemoryMax only from systemd 249 on (issue 3).
-  if (limits.memoryMax !== undefined && version >= 249) properties.push(`MemoryMax=${limits.memoryMax}`);
-  if (limits.tasksMax !== undefined) properties.push(`TasksMax=${limits.tasksMax}`);
-  return properties;
-}
-
-export function buildSystemdRunArgs(options: SystemdRunOptions): string[] {
-  const properties = [
-    // systemd-run without --wait returns once the start job is done, and for
-    // Type=notify that is READY=1, which nspawn --notify-ready=yes forwards
-    // from the machine's systemd when its boot is complete.
-    'Type=notify',
-    `TimeoutStartSec=${options.readyTimeoutSeconds}s`,
-    // From systemd-nspawn@.service: SIGTERM to nspawn only, then SIGKILL to
-    // whatever is left in the cgroup; nspawn manages its own sub-cgroups;
-    // 133 is nspawn's exit code for a reboot inside the machine.
-    'KillMode=mixed',
-    'Delegate=yes',
-    'SuccessExitStatus=133',
-    'RestartForceExitStatus=133',
-    'WatchdogSec=3min',
-    ...limitProperties(options.limits, options.systemdVersion),
-  ];
-  return [
-    'systemd-run',
-    '--quiet',
-    `--unit=${options.unit}`,
-    `--description=${options.description}`,
-    '--slice=machine.slice',
-    // Unload the unit when it stops, even failed, so the job id can be reused.
-    '--collect',
-    ...properties.map((property) => `--property=${property}`),
-    '--',
-    ...options.nspawnArgs,
-  ];
-}
 
 /** Where nspawn looks for an init with --boot (systemd-nspawn(1)). */
 const initPaths = ['usr/lib/systemd/systemd', 'lib/systemd/systemd', 'sbin/init'];

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildSystemdRunArgs, limitProperties, unitName, type SystemdRunOptions } from '../lib/host/systemd.mts';
+import { buildSystemdRunArgs, limitProperties, unitName, type SystemdRunOptions } from '../lib/host/systemd-unit.mts';
 import type { Limits } from '../lib/settings.mts';
 
 const base: SystemdRunOptions = {
