@@ -12,6 +12,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { removeTree } from '../../lib/mounts.mts';
+import { createOwnCgroups, removeCgroups } from './cgroups.mts';
 import { childrenOf, commandNameOf, isRunning, signal, sleep, waitForExit } from '../../lib/proc.mts';
 import { debianImage, debianRoot, ensureDebianImage } from './images.mts';
 import { buildFailure, systemFailure, type RunnerResult } from './runner.mts';
@@ -108,6 +109,7 @@ export class SystemdTestHost {
   private readonly bindDebianImage: boolean;
   private nspawn: ChildProcess | undefined;
   private leader: number | undefined;
+  private cgroups: string[] = [];
   private readonly jobs = new Set<string>();
   private disposed = false;
 
@@ -134,13 +136,16 @@ export class SystemdTestHost {
       `--bind=${this.work}/agent:${innerAgentDir}`,
       '--boot', '--console=read-only',
     ];
+    this.cgroups = createOwnCgroups(this.name);
+    // nspawn has to start in the test host's cgroups: join them, then exec it.
+    const join = ['sh', '-c', 'for dir in $NSR_CGROUPS; do echo $$ > "$dir/cgroup.procs" || exit 1; done; exec "$@"', 'sh'];
     const logFd = openSync(this.log, 'a');
-    this.nspawn = spawn(argv[0]!, argv.slice(1), {
+    this.nspawn = spawn(join[0]!, [...join.slice(1), ...argv], {
       detached: true,
       stdio: ['ignore', logFd, logFd],
       // The unified cgroup hierarchy inside, as on current systemd hosts
       // (this machine itself mounts cgroup v1 controllers).
-      env: { PATH: innerPath, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: '1' },
+      env: { PATH: innerPath, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: '1', NSR_CGROUPS: this.cgroups.join(' ') },
     });
     closeSync(logFd);
     this.leader = await this.waitForLeader(60_000);
@@ -300,6 +305,7 @@ export class SystemdTestHost {
       await waitForExit(pid, undefined, 5_000);
     }
     this.leader = undefined;
+    removeCgroups(this.cgroups);
     await removeTree(this.work);
   }
 }
