@@ -55,6 +55,11 @@ export function isRunning(pid: number, startTime?: string): boolean {
   return startTime === undefined || stat.startTime === startTime;
 }
 
+/** True while pid is stopped (SIGSTOP, SIGTSTP, ...). */
+export function isStopped(pid: number): boolean {
+  return statOf(pid)?.state === 'T';
+}
+
 export function childrenOf(pid: number): number[] {
   let tasks: string[];
   try {

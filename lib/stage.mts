@@ -12,7 +12,7 @@ import { closeSync, fstatSync, ftruncateSync, openSync, readSync, watch, type FS
 import { constants } from 'node:os';
 import { missingBinaryError, shellJoin } from './exec.mts';
 import { log, writeAll } from './log.mts';
-import { processGroupMembers, signal } from './proc.mts';
+import { isStopped, processGroupMembers, signal } from './proc.mts';
 
 /** The environment inside the machine: the script's own, never the host's. */
 export const machineEnv: Readonly<Record<string, string>> = {
@@ -84,7 +84,15 @@ export async function runScriptInMachine(
   } catch {
     // without inotify the timer below still copies
   }
-  const timer = setInterval(() => copy(), 250);
+  // A booted machine's systemd-shutdown (a reboot in the job, `machinectl
+  // poweroff`) stops every process of the machine before it kills them:
+  // SIGSTOP, SIGTERM, SIGCONT. nsenter stops itself when its child stops, and
+  // the SIGCONT cannot reach it outside the machine, so it would never reap
+  // the killed shell: the stage, and the machine's shutdown, would hang.
+  const timer = setInterval(() => {
+    copy();
+    if (child.pid && isStopped(child.pid)) signal(child.pid, 'SIGCONT');
+  }, 250);
 
   const forward = (): void => {
     log.info('stage cancelled: stopping its processes');

@@ -148,6 +148,24 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     assert.deepEqual(await host.inventory(), nothingLeft);
   });
 
+  test('a reboot inside the job ends the stage; the machine boots again with the job\'s files', async () => {
+    assert.equal((await host.prepare('315')).code, 0);
+    // systemd-shutdown stops, then kills every process: the stage must not hang on it.
+    const rebooting = await host.stage('315', 'build_script', 'echo kept > /kept; systemctl reboot; sleep 600');
+    assert.equal(rebooting.code, buildFailure, rebooting.stderr);
+    // RestartForceExitStatus=133 starts the unit again; wait for that boot (the test's, not the runner's, concern).
+    for (let tries = 0; !(await host.unitProperty(unit('315'), 'NRestarts') === '1'
+      && await host.unitProperty(unit('315'), 'ActiveState') === 'active'); tries++) {
+      assert.ok(tries < 600, 'the machine boots again');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const after = await host.stage('315', 'after_script', 'cat /kept; systemctl is-system-running --wait');
+    assert.equal(after.code, 0, after.stderr);
+    assert.match(after.stdout, /^kept\n(running|degraded)$/m);
+    assert.equal((await host.cleanup('315')).code, 0);
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
   test('crash recovery: a live job survives other prepares, an orphaned one is stopped through systemd', async () => {
     assert.equal((await host.prepare('312')).code, 0);
     assert.equal((await host.prepare('313')).code, 0, 'its sweep leaves the live job 312 alone');

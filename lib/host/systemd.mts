@@ -23,7 +23,7 @@ export const systemdHost: HostMode = {
     // The recorded PID costs nothing to check; machined only has to be asked
     // when the machine rebooted (RestartForceExitStatus) or is gone.
     if (leaderPid && isRunning(leaderPid, leaderStartTime)) return leaderPid;
-    return machineLeader(record.machine);
+    return (await machineLeader(record.machine)) ?? leaderAfterReboot(unitName(record.machine), record.machine);
   },
   joinCgroup,
   stop: stopUnit,
@@ -81,6 +81,23 @@ async function machineLeader(machine: string): Promise<number | undefined> {
   const result = await run(['machinectl', 'show', '--property=Leader', '--value', '--', machine]);
   const pid = Number(result.stdout.trim());
   return result.code === 0 && Number.isInteger(pid) && pid > 1 ? pid : undefined;
+}
+
+/**
+ * A reboot inside the machine makes nspawn exit with 133 and systemd start
+ * the unit again: wait for the new boot rather than call the machine gone.
+ * systemd bounds the wait (TimeoutStartSec); the deadline is a safety net.
+ */
+async function leaderAfterReboot(unit: string, machine: string, timeoutMs = 300_000): Promise<number | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 20; Date.now() < deadline; delay = Math.min(delay * 2, 500)) {
+    const shown = await run(['systemctl', 'show', '--property=ActiveState', '--property=SubState', '--', unit]);
+    const state = Object.fromEntries(shown.stdout.trim().split('\n').map((line) => line.split('=', 2)));
+    if (state.ActiveState === 'active') return machineLeader(machine);
+    if (state.ActiveState !== 'activating' && state.SubState !== 'auto-restart') return undefined;
+    await sleep(delay);
+  }
+  return undefined;
 }
 
 const CGROUP2_SUPER_MAGIC = 0x63677270;
