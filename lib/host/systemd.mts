@@ -123,7 +123,10 @@ async function unitCgroup(unit: string): Promise<string | undefined> {
  * with its unit. nsenter changes namespaces, not cgroups: without this, stage
  * processes would stay in gitlab-runner's cgroup. The sub-cgroup sits next to
  * nspawn's payload/ and supervisor/ because cgroup v2 allows processes only in
- * leaves, and payload/ belongs to the machine's own systemd.
+ * leaves, and payload/ belongs to the machine's own systemd. The move costs
+ * a stage some 15 ms when no process changed cgroups for a while (the kernel
+ * waits for an RCU grace period; cgroup2's favordynmods mount option avoids
+ * it), whichever process moves: so the run process moves itself, no wrapper.
  */
 function joinCgroup(record: JobRecord): void {
   if (!record.cgroup) return;
