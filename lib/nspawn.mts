@@ -84,17 +84,22 @@ export function escapeColons(path: string): string {
 
 let cachedVersion: number | undefined;
 
+/** Where distributions put systemd's private shared library, whose name carries the version. */
+const libraryDirs = ['/usr/lib/x86_64-linux-gnu/systemd', '/usr/lib/aarch64-linux-gnu/systemd', '/usr/lib/systemd', '/usr/lib64/systemd'];
+
 /**
  * systemd's version, from the name of its shared library (a directory read),
  * falling back to asking systemd-nspawn (a process start) when that fails.
  */
 export async function systemdVersion(): Promise<number> {
   if (cachedVersion !== undefined) return cachedVersion;
-  try {
-    const library = readdirSync('/usr/lib/systemd').find((name) => /^libsystemd-shared-\d+\.so$/.test(name));
-    if (library) return (cachedVersion = Number(/(\d+)/.exec(library)![1]));
-  } catch {
-    // fall through to asking the binary
+  for (const dir of libraryDirs) {
+    try {
+      const library = readdirSync(dir).find((name) => /^libsystemd-shared-\d+\.so$/.test(name));
+      if (library) return (cachedVersion = Number(/(\d+)/.exec(library)![1]));
+    } catch {
+      // not this distribution's layout
+    }
   }
   const result = await run(['systemd-nspawn', '--version']);
   return (cachedVersion = Number(/systemd (\d+)/.exec(result.stdout)?.[1] ?? 0));
