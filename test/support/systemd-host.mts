@@ -96,6 +96,8 @@ export interface TestHostOptions {
   state?: string;
   /** Bind the cached Debian image in as image "bookworm" (default), or leave the state directory alone. */
   bindDebianImage?: boolean;
+  /** More images, bound in read-only: image name -> host path. */
+  images?: Record<string, string>;
 }
 
 export class SystemdTestHost {
@@ -107,6 +109,7 @@ export class SystemdTestHost {
   readonly log = `${this.work}/host.log`;
   private readonly agentSocket = `${this.work}/agent/socket`;
   private readonly bindDebianImage: boolean;
+  private readonly images: Record<string, string>;
   private nspawn: ChildProcess | undefined;
   private leader: number | undefined;
   private cgroups: string[] = [];
@@ -116,6 +119,7 @@ export class SystemdTestHost {
   constructor(options: TestHostOptions = {}) {
     this.state = options.state ?? `${this.work}/state`;
     this.bindDebianImage = options.bindDebianImage ?? true;
+    this.images = options.images ?? {};
   }
 
   /** Boots the test host; returns once its systemd has finished booting. */
@@ -124,6 +128,7 @@ export class SystemdTestHost {
     await ensureDebianImage();
     for (const dir of [`${this.work}/upper`, `${this.work}/agent`, this.state, this.scripts]) mkdirSync(dir, { recursive: true });
     if (this.bindDebianImage) mkdirSync(`${this.state}/${debianImage}`, { recursive: true });
+    for (const name of Object.keys(this.images)) mkdirSync(`${this.state}/${name}`, { recursive: true });
     const argv = [
       'systemd-nspawn', '--quiet', '--register=no', '--keep-unit', `--machine=${this.name}`,
       `--directory=${image}`, `--overlay=${image}:${this.work}/upper:/`, '--link-journal=no',
@@ -132,6 +137,7 @@ export class SystemdTestHost {
       `--bind=${this.state}:${innerRoot}`,
       // Jobs inside boot the cached Debian image, read-only under their overlays.
       ...(this.bindDebianImage ? [`--bind-ro=${debianRoot}/${debianImage}:${innerRoot}/${debianImage}`] : []),
+      ...Object.entries(this.images).map(([name, path]) => `--bind-ro=${path}:${innerRoot}/${name}`),
       `--bind-ro=${this.scripts}:${innerScripts}`,
       `--bind=${this.work}/agent:${innerAgentDir}`,
       '--boot', '--console=read-only',
