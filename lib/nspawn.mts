@@ -55,6 +55,33 @@ export function buildNspawnArgs(options: NspawnOptions): string[] {
   return args;
 }
 
+export interface ImageNspawnOptions {
+  /** interactive for a person at a terminal, pipe for ansible and scripted commands. */
+  console: 'interactive' | 'pipe';
+  personality?: string;
+}
+
+/**
+ * Flags for a container of an image tree itself (maintenance, chroot-login):
+ * one command, no machine kept. --register=no --keep-unit work with and
+ * without systemd as PID 1 (without it there is no bus to register on).
+ */
+export function imageNspawnFlags(options: ImageNspawnOptions): string[] {
+  return [
+    '--quiet',
+    `--console=${options.console}`,
+    '--register=no',
+    '--keep-unit',
+    '--link-journal=no',
+    ...(options.personality ? [`--personality=${options.personality}`] : []),
+  ];
+}
+
+/** A shell (or command) in the image tree at directory. */
+export function buildImageShellArgs(directory: string, options: ImageNspawnOptions, command: readonly string[] = []): string[] {
+  return ['systemd-nspawn', ...imageNspawnFlags(options), `--directory=${directory}`, ...(command.length ? ['--', ...command] : [])];
+}
+
 function bindArg(bind: Bind): string {
   const flag = bind.readOnly ? '--bind-ro' : '--bind';
   return `${flag}=${escapeColons(bind.source)}:${escapeColons(bind.target)}`;
