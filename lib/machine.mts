@@ -5,13 +5,14 @@ import { existsSync, mkdirSync, openSync, closeSync } from 'node:fs';
 import { reportBuildExitCode } from './contract.mts';
 import { ScriptFailed, SystemError } from './errors.mts';
 import { chooseHostName, hostByName } from './host/select.mts';
-import { imageNameFromReference, resolveImage } from './image.mts';
+import { imageNameFromReference, imageStoreDir, isServedImagePath, resolveImage } from './image.mts';
 import {
   claimJobDir, jobDir, machineName, readJobRecord, removeJobDir, requireJobRecord, writeJobRecord,
   type JobRecord,
 } from './job.mts';
 import { log } from './log.mts';
 import { buildNspawnArgs, systemdVersion } from './nspawn.mts';
+import { imagePersonality } from './personality.mts';
 import { buildsDir, cacheDir, type Settings } from './settings.mts';
 import { runScriptInMachine } from './stage.mts';
 import { backendByName, chooseBackendName } from './storage/select.mts';
@@ -40,7 +41,15 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
   try {
     // Written before anything is started, so cleanup can always undo it.
     writeJobRecord(dir, record);
-    const storageArgs = await backend.prepare(imagePath, dir);
+    // The record pins the version: old versions are deleted only when no
+    // record names them (image-store.mts). One that was retired between the
+    // resolve and the write is resolved again.
+    for (let attempt = 1; !isServedImagePath(record.imagePath); attempt++) {
+      if (attempt > 3) throw new SystemError(`image ${image} keeps changing under prepare`, 'retry; is a maintenance looping?');
+      record = { ...record, imagePath: resolveImage(settings, image) };
+      writeJobRecord(dir, record);
+    }
+    const storageArgs = await backend.prepare(record.imagePath, dir);
     const nspawnArgs = buildNspawnArgs({
       machine: record.machine,
       storageArgs,
@@ -48,6 +57,7 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
       register: host.registers,
       binds: [],
       systemdVersion: await systemdVersion(),
+      personality: imagePersonality(record.imagePath),
     });
     record = await host.start({ nspawnArgs, jobDir: dir, boot: false, readyTimeoutMs: settings.readyTimeoutSeconds * 1000 }, record);
     writeJobRecord(dir, record);
@@ -110,6 +120,12 @@ export async function cleanupJob(settings: Settings, jobId: string): Promise<boo
   }
   await removeJobDir(settings, jobId);
   log.verbose(`job ${jobId}: cleaned up`);
+  // The last job on an old version of its image deletes it.
+  if (record && existsSync(imageStoreDir(settings, record.image))) {
+    const { removeUnusedVersionsQuietly } = await import('./image-store.mts');
+    await removeUnusedVersionsQuietly(settings, record.image).catch((error: Error) =>
+      log.warn(`removing unused versions of image ${record.image}: ${error.message}`));
+  }
   return true;
 }
 
