@@ -9,7 +9,11 @@ const commands: Record<string, { summary: string; load: () => Promise<unknown> }
   run: { summary: 'run_exec: run a stage script inside the job\'s machine', load: () => import('./run.mts') },
   cleanup: { summary: 'cleanup_exec: stop the job\'s machine and remove its traces', load: () => import('./cleanup.mts') },
   toml: { summary: 'print a [[runners]] section for /etc/gitlab-runner/config.toml', load: () => import('./toml.mts') },
-  'chroot-create': { summary: 'bootstrap a Debian image with debootstrap', load: () => import('./chroot-create.mts') },
+  'chroot-create': { summary: 'bootstrap a Debian image, then apply its playbook', load: () => import('./chroot-create.mts') },
+  'chroot-login': { summary: 'a root shell (or a command) in an image, to change it by hand', load: () => import('./chroot-login.mts') },
+  'chroot-list': { summary: 'list images: storage, size, maintenance, playbook, jobs (--json)', load: () => import('./chroot-list.mts') },
+  'chroot-remove': { summary: 'remove an image and its versions', load: () => import('./chroot-remove.mts') },
+  'chroot-maintenance': { summary: 'create, recreate or update images from their playbooks', load: () => import('./chroot-maintenance.mts') },
   'sample-job': { summary: 'run a sample CI job through every stage, as gitlab-runner would', load: () => import('./sample-job.mts') },
 };
 const aliases: Record<string, string> = { config: 'gitlab-config' };
