@@ -36,6 +36,8 @@ export interface JobRecord {
   backend: BackendName;
   host: HostName;
   createdAt: string;
+  /** --personality of the machine (x86 for i386 images): stages entered with nsenter need it too. */
+  personality?: string;
   /** direct host: the systemd-nspawn process and the machine's PID 1 (with start times). */
   nspawnPid?: number;
   nspawnStartTime?: string;

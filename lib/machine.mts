@@ -49,6 +49,8 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
       record = { ...record, imagePath: resolveImage(settings, image) };
       writeJobRecord(dir, record);
     }
+    const personality = imagePersonality(record.imagePath);
+    if (personality) writeJobRecord(dir, record = { ...record, personality });
     const storageArgs = await backend.prepare(record.imagePath, dir);
     const nspawnArgs = buildNspawnArgs({
       machine: record.machine,
@@ -57,7 +59,7 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
       register: host.registers,
       binds: [],
       systemdVersion: await systemdVersion(),
-      personality: imagePersonality(record.imagePath),
+      personality,
     });
     record = await host.start({ nspawnArgs, jobDir: dir, boot: false, readyTimeoutMs: settings.readyTimeoutSeconds * 1000 }, record);
     writeJobRecord(dir, record);
@@ -93,7 +95,7 @@ export async function runStage(settings: Settings, request: StageRequest): Promi
   }
   let code: number;
   try {
-    ({ code } = await runScriptInMachine(leader, scriptFd, `${jobDir(settings, request.jobId)}/output`, request.shell));
+    ({ code } = await runScriptInMachine(leader, scriptFd, `${jobDir(settings, request.jobId)}/output`, request.shell, record.personality));
   } finally {
     closeSync(scriptFd);
   }
