@@ -22,9 +22,9 @@ export interface PlaybookRun {
 }
 
 /** The chroot connection calls `WRAPPER TREE COMMAND...`: run COMMAND in a container of TREE. */
-export function buildChrootWrapper(personality?: string): string {
+export function buildChrootWrapper(image: string, personality?: string): string {
   // The tree and the command are the only run-time values: passed as "$@", never re-parsed.
-  const fixed = shellJoin(['systemd-nspawn', ...imageNspawnFlags({ console: 'pipe', personality })]);
+  const fixed = shellJoin(['systemd-nspawn', ...imageNspawnFlags({ console: 'pipe', image, personality })]);
   return [
     '#!/bin/sh',
     '# Written by nspawn-runner: ansible\'s chroot connection runs its commands through this.',
@@ -73,7 +73,7 @@ export async function runPlaybook(request: PlaybookRun): Promise<void> {
   const workDir = mkdtempSync(`${tmpdir()}/nspawn-runner-ansible-`);
   try {
     const wrapper = `${workDir}/nspawn-chroot`;
-    writeFileSync(wrapper, buildChrootWrapper(request.personality));
+    writeFileSync(wrapper, buildChrootWrapper(request.image, request.personality));
     chmodSync(wrapper, 0o755);
     writeFileSync(`${workDir}/inventory.json`, `${JSON.stringify(buildInventory(request, wrapper), null, 1)}\n`);
     writeFileSync(`${workDir}/ansible.cfg`, buildAnsibleConfig(workDir));

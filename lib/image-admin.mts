@@ -41,7 +41,7 @@ export async function loginImage(settings: Settings, name: string, command: stri
     const tree = `${imageStoreDir(settings, name)}/${version}`;
     const interactive = command.length === 0 && isatty(0) && isatty(1);
     log.info(`image ${name}: ${command.length ? 'running the command' : 'shell'} in a new version; it goes into service when ${command.length ? 'the command' : 'the shell'} exits with status 0 (\`exit 1\` discards it)`);
-    const argv = buildImageShellArgs(tree, { console: interactive ? 'interactive' : 'pipe', personality: imagePersonality(tree) }, command);
+    const argv = buildImageShellArgs(tree, { console: interactive ? 'interactive' : 'pipe', image: name, personality: imagePersonality(tree) }, command);
     // Ctrl-C belongs to the shell inside; we wait for it to end either way.
     const ignore = () => undefined;
     process.on('SIGINT', ignore).on('SIGQUIT', ignore);

@@ -59,6 +59,13 @@ export interface ImageNspawnOptions {
   /** interactive for a person at a terminal, pipe for ansible and scripted commands. */
   console: 'interactive' | 'pipe';
   personality?: string;
+  /** The image's name: the container's hostname, instead of the version directory's. */
+  image?: string;
+}
+
+/** An image name as a host name: "_" and "+" are not allowed there (RFC 1123). */
+export function hostnameFor(image: string): string {
+  return image.replace(/[^A-Za-z0-9.-]/g, '-').slice(0, 63).replace(/^[.-]+|[.-]+$/g, '') || 'image';
 }
 
 /**
@@ -73,6 +80,7 @@ export function imageNspawnFlags(options: ImageNspawnOptions): string[] {
     '--register=no',
     '--keep-unit',
     '--link-journal=no',
+    ...(options.image ? [`--machine=${hostnameFor(options.image)}`] : []),
     ...(options.personality ? [`--personality=${options.personality}`] : []),
   ];
 }

@@ -1,18 +1,18 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildAnsibleConfig, buildChrootWrapper, buildInventory, buildPlaybookArgs } from '../lib/ansible.mts';
-import { buildImageShellArgs } from '../lib/nspawn.mts';
+import { buildImageShellArgs, hostnameFor } from '../lib/nspawn.mts';
 
 test('the chroot wrapper runs each command in systemd-nspawn, without registering', () => {
-  assert.equal(buildChrootWrapper(), [
+  assert.equal(buildChrootWrapper('sid'), [
     '#!/bin/sh',
     '# Written by nspawn-runner: ansible\'s chroot connection runs its commands through this.',
     'tree="$1"',
     'shift',
-    'exec systemd-nspawn --quiet --console=pipe --register=no --keep-unit --link-journal=no --directory="$tree" -- "$@"',
+    'exec systemd-nspawn --quiet --console=pipe --register=no --keep-unit --link-journal=no --machine=sid --directory="$tree" -- "$@"',
     '',
   ].join('\n'));
-  assert.match(buildChrootWrapper('x86'), /--link-journal=no --personality=x86 --directory="\$tree" -- "\$@"/);
+  assert.match(buildChrootWrapper('old_i386+x', 'x86'), /--machine=old-i386-x --personality=x86 --directory="\$tree" -- "\$@"/);
 });
 
 test('inventory, config and argv', () => {
@@ -34,9 +34,15 @@ test('inventory, config and argv', () => {
   assert.throws(() => buildPlaybookArgs('sid.yaml'), /absolute/);
 });
 
+test('image names become host names', () => {
+  const cases: Array<[string, string]> = [['bookworm', 'bookworm'], ['sid_i386', 'sid-i386'], ['c++', 'c'], ['x'.repeat(100), 'x'.repeat(63)], ['_', 'image']];
+  for (const [image, hostname] of cases) assert.equal(hostnameFor(image), hostname, image);
+});
+
 test('chroot-login argv: a terminal gets an interactive console, a command gets a pipe', () => {
   const cases: Array<[Parameters<typeof buildImageShellArgs>, string[]]> = [
-    [['/s/v', { console: 'interactive' }], ['systemd-nspawn', '--quiet', '--console=interactive', '--register=no', '--keep-unit', '--link-journal=no', '--directory=/s/v']],
+    [['/s/v', { console: 'interactive', image: 'sid' }],
+      ['systemd-nspawn', '--quiet', '--console=interactive', '--register=no', '--keep-unit', '--link-journal=no', '--machine=sid', '--directory=/s/v']],
     [['/s/v', { console: 'pipe', personality: 'x86' }, ['apt-get', 'install', '-y', 'make']],
       ['systemd-nspawn', '--quiet', '--console=pipe', '--register=no', '--keep-unit', '--link-journal=no', '--personality=x86', '--directory=/s/v',
         '--', 'apt-get', 'install', '-y', 'make']],
