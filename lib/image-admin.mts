@@ -1,4 +1,5 @@
 // An admin's hands on an image: chroot-login and chroot-remove.
+import { renameSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import { SystemError } from './errors.mts';
 import { run } from './exec.mts';
@@ -13,7 +14,6 @@ import { makeVersion } from './maintenance.mts';
 import { buildImageShellArgs } from './nspawn.mts';
 import { imagePersonality } from './personality.mts';
 import { findPlaybook } from './playbook.mts';
-import { renameSync } from 'node:fs';
 import type { Settings } from './settings.mts';
 
 /**

@@ -43,7 +43,9 @@ function sameOwner(a: LockOwner | undefined, b: LockOwner | undefined): boolean 
 /** Takes the lock at lockPath, or returns who holds it. */
 export function tryLock(lockPath: string, purpose: string): Lock | LockOwner {
   const parent = lockPath.slice(0, lockPath.lastIndexOf('/'));
-  mkdirSync(parent, { recursive: true, mode: 0o700 });
+  // Traversable by all, as the state directory is: mmdebstrap downloads as
+  // the _apt user into a tree below it, and images hold nothing secret.
+  mkdirSync(parent, { recursive: true, mode: 0o755 });
   const me: LockOwner = { pid: process.pid, startTime: startTimeOf(process.pid), purpose, since: new Date().toISOString() };
   const scratch = `${lockPath}-${process.pid}-${randomBytes(4).toString('hex')}`;
   mkdirSync(scratch, { mode: 0o700 });
