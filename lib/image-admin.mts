@@ -6,8 +6,9 @@ import { run } from './exec.mts';
 import { imagePath, imageStoreDir, validateImageName } from './image.mts';
 import {
   currentTree, jobsOnImage, layoutOf, listVersions, lockImage, migratePlainImage, newVersionName, publishVersion,
-  releaseImage, removeUnusedVersions, unpublishImage, updateImageMeta,
+  releaseImage, removeUnusedVersions, unpublishImage,
 } from './image-store.mts';
+import { updateImageMeta } from './image-meta.mts';
 import { log } from './log.mts';
 import { removeTree } from './mounts.mts';
 import { makeVersion } from './maintenance.mts';

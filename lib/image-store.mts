@@ -13,11 +13,9 @@
 // versions are deleted once no job record names them. A failed change
 // publishes nothing.
 import {
-  existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, rmdirSync, symlinkSync, unlinkSync,
-  writeFileSync,
+  existsSync, lstatSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, rmdirSync, symlinkSync, unlinkSync, writeFileSync,
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import type { BootstrapOptions } from './bootstrap.mts';
 import { createSubvolume, isBtrfs, isSubvolume, snapshotSubvolume } from './btrfs.mts';
 import { check } from './exec.mts';
 import { imagePath, imageStoreDir, retiredMarker } from './image.mts';
@@ -122,24 +120,40 @@ export function migratePlainImage(settings: Settings, name: string): string {
   return version;
 }
 
+/**
+ * Where a job record may say an image lives: records hold real paths, so a
+ * state directory reached through a symlink is matched by its real path too.
+ * A version missed here would be deleted under its job.
+ */
+function recordPrefixes(settings: Settings, name: string): { stores: string[]; plains: string[] } {
+  const roots = [settings.root];
+  try {
+    roots.push(realpathSync(settings.root));
+  } catch {
+    // no state directory yet: no records either
+  }
+  return { stores: roots.map((root) => `${root}/.images/${name}/`), plains: roots.map((root) => `${root}/${name}`) };
+}
+
 /** Versions of image NAME that job records name. Records of jobs started before a migration name the plain path. */
 export function versionsInUse(settings: Settings, name: string, records: JobRecord[] = listJobRecords(settings)): Map<string, string[]> {
-  const store = `${imageStoreDir(settings, name)}/`;
-  const plain = imagePath(settings, name);
+  const { stores, plains } = recordPrefixes(settings, name);
   const versions = listVersions(settings, name);
   const users = new Map<string, string[]>();
   const add = (version: string, jobId: string) => users.set(version, [...(users.get(version) ?? []), jobId]);
   for (const record of records) {
-    if (record.imagePath.startsWith(store)) add(record.imagePath.slice(store.length).split('/')[0]!, record.jobId);
-    else if (record.imagePath === plain) versions.filter((version) => version.startsWith('legacy-')).forEach((version) => add(version, record.jobId));
+    const store = stores.find((prefix) => record.imagePath.startsWith(prefix));
+    if (store) add(record.imagePath.slice(store.length).split('/')[0]!, record.jobId);
+    else if (plains.includes(record.imagePath)) versions.filter((version) => version.startsWith('legacy-')).forEach((version) => add(version, record.jobId));
   }
   return users;
 }
 
 /** Job records of the jobs running on image NAME, whichever version or layout. */
 export function jobsOnImage(settings: Settings, name: string, records: JobRecord[] = listJobRecords(settings)): JobRecord[] {
-  const store = `${imageStoreDir(settings, name)}/`;
-  return records.filter((record) => record.image === name || record.imagePath.startsWith(store) || record.imagePath === imagePath(settings, name));
+  const { stores, plains } = recordPrefixes(settings, name);
+  return records.filter((record) =>
+    record.image === name || stores.some((store) => record.imagePath.startsWith(store)) || plains.includes(record.imagePath));
 }
 
 export function listVersions(settings: Settings, name: string): string[] {
@@ -215,26 +229,6 @@ export function releaseImage(settings: Settings, name: string, lock: Lock): void
   } catch {
     // left for whoever holds it now
   }
-}
-
-/** What we know about an image beyond its tree: kept in the store, written under the lock. */
-export interface ImageMeta {
-  created?: BootstrapOptions & { at: string; version: string };
-  maintained?: { at: string; ok: boolean; how: 'maintenance' | 'create' | 'login'; version?: string; playbook?: string; error?: string };
-}
-
-export function readImageMeta(settings: Settings, name: string): ImageMeta {
-  try {
-    return JSON.parse(readFileSync(`${imageStoreDir(settings, name)}/image.json`, 'utf8')) as ImageMeta;
-  } catch {
-    return {};
-  }
-}
-
-export function updateImageMeta(settings: Settings, name: string, change: Partial<ImageMeta>): void {
-  const path = `${imageStoreDir(settings, name)}/image.json`;
-  writeFileSync(`${path}.tmp`, `${JSON.stringify({ ...readImageMeta(settings, name), ...change }, null, 1)}\n`);
-  renameSync(`${path}.tmp`, path);
 }
 
 /** The tree a new version starts from: the current one, wherever it is. */

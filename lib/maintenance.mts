@@ -8,8 +8,9 @@ import { SystemError } from './errors.mts';
 import { imagePath, imageStoreDir, validateImageName } from './image.mts';
 import {
   cloneTree, currentTree, layoutOf, lockImage, migratePlainImage, newVersionName, publishVersion,
-  readImageMeta, releaseImage, removeUnusedVersions, updateImageMeta, type ImageMeta,
+  releaseImage, removeUnusedVersions,
 } from './image-store.mts';
+import { readImageMeta, updateImageMeta, type ImageMeta } from './image-meta.mts';
 import { log } from './log.mts';
 import { removeTree } from './mounts.mts';
 import { imagePersonality } from './personality.mts';

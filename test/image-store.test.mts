@@ -106,6 +106,26 @@ describe('the store on disk', () => {
     assert.ok(existsSync(`${root}/.images/img/image.json`));
   });
 
+  test('a state directory reached through a symlink: records hold real paths, and still count', async () => {
+    mkdirSync(`${root}/real`);
+    symlinkSync(`${root}/real`, `${root}/link`);
+    const linked = { root: `${root}/link` } as Settings;
+    mkdirSync(`${root}/real/.images/img/${newVersionName(new Date('2025-01-01T00:00:00Z'))}`, { recursive: true });
+    const [used] = listVersions(linked, 'img');
+    publishVersion(linked, 'img', used!);
+    const jobPath = resolveImage(linked, 'img');
+    assert.equal(jobPath, `${root}/real/.images/img/${used}`);
+    const current = newVersionName();
+    mkdirSync(`${root}/real/.images/img/${current}`);
+    publishVersion(linked, 'img', current);
+    mkdirSync(`${root}/real/.jobs/9`, { recursive: true });
+    writeJobRecord(`${root}/real/.jobs/9`, {
+      jobId: '9', machine: 'run-9', image: 'other-name', imagePath: jobPath, backend: 'overlay', host: 'direct', createdAt: '',
+    });
+    assert.deepEqual(await removeUnusedVersions(linked, 'img'), []);
+    assert.deepEqual(jobsOnImage(linked, 'img').map((job) => job.jobId), ['9']);
+  });
+
   test('the store of a removed image goes with its last version', async () => {
     const version = addVersion('gone');
     writeFileSync(`${root}/.images/gone/image.json`, '{}');
