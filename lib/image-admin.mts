@@ -38,6 +38,7 @@ export async function loginImage(settings: Settings, name: string, command: stri
     const jobs = jobsOnImage(settings, name);
     if (jobs.length) log.info(`${jobs.length} job(s) running on image ${name} (${jobs.map((job) => job.jobId).join(', ')}) keep the version they started with`);
     if (layout === 'plain') migratePlainImage(settings, name);
+    log.info(`image ${name}: making a new version from ${currentTree(settings, name)}`);
     const version = await makeVersion(settings, name, { cloneFrom: currentTree(settings, name) });
     const tree = `${imageStoreDir(settings, name)}/${version}`;
     const interactive = command.length === 0 && isatty(0) && isatty(1);
