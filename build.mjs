@@ -2,10 +2,14 @@
 // TypeScript, and a single pre-linked file keeps each stage's start-up close
 // to `node -e 0` (no module resolution over node_modules on the hot path).
 import { build } from 'esbuild';
-import { readdirSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 
-const entryPoints = ['scripts', 'bench']
-  .flatMap((dir) => readdirSync(dir).filter((f) => f.endsWith('.mts')).map((f) => `${dir}/${f}`));
+// dist/<name>.mjs for every scripts/<name>.mts and bench/<name>.mts.
+const entryPoints = Object.fromEntries(['scripts', 'bench'].flatMap((dir) => readdirSync(dir)
+  .filter((file) => file.endsWith('.mts'))
+  .map((file) => [file.replace(/\.mts$/, ''), `${dir}/${file}`])));
+
+rmSync('dist', { recursive: true, force: true });
 
 await build({
   entryPoints,

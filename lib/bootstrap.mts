@@ -4,6 +4,7 @@
 import { existsSync, mkdirSync, mkdtempSync, realpathSync, renameSync } from 'node:fs';
 import { JobError, SystemError } from './errors.mts';
 import { check, run } from './exec.mts';
+import { claimStaging } from './gc.mts';
 import { imagePath, validateImageName } from './image.mts';
 import { listJobRecords } from './job.mts';
 import { log } from './log.mts';
@@ -140,6 +141,7 @@ export async function convertImageToSubvolume(settings: Settings, name: string):
   const staging = `${settings.root}/.staging`;
   mkdirSync(staging, { recursive: true, mode: 0o700 });
   const workDir = mkdtempSync(`${staging}/${name}.`);
+  claimStaging(workDir);
   try {
     await createSubvolume(`${workDir}/tree`);
     log.info(`copying image ${name} into a subvolume (reflinks, no data is duplicated)`);

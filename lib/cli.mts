@@ -54,7 +54,7 @@ export function parseArgs(spec: CommandSpec, argv: string[]): ParsedArgs {
       return true;
     },
   });
-  for (const name of spec.string ?? []) {
+  for (const name of ['root', 'config', 'backend', 'host', ...(spec.string ?? [])]) {
     if (Array.isArray(args[name])) throw new UsageError(`${spec.name}: --${name} given twice`);
   }
   return args;

@@ -70,8 +70,11 @@ export function buildExecutorConfig(settings: Settings): ExecutorConfig {
   return {
     builds_dir: buildsDir(settings),
     cache_dir: cacheDir(settings),
-    // Each job has its own machine, so nothing else writes its builds directory.
-    builds_dir_is_shared: false,
+    // Each job has its own machine, so nothing else writes its builds
+    // directory, unless the host's is shared into every machine: then
+    // gitlab-runner has to keep concurrent jobs apart (a directory per
+    // concurrent job, like the shell executor's).
+    builds_dir_is_shared: settings.keepBuilds,
     hostname: hostname(),
     driver: { name: driverName, version: driverVersion },
     shell: 'bash',

@@ -4,9 +4,9 @@ import { isatty } from 'node:tty';
 import { SystemError } from './errors.mts';
 import { run } from './exec.mts';
 import { imagePath, imageStoreDir, validateImageName } from './image.mts';
+import { jobsOnImage, removeUnusedVersions } from './image-retire.mts';
 import {
-  currentTree, jobsOnImage, layoutOf, listVersions, lockImage, migratePlainImage, newVersionName, publishVersion,
-  releaseImage, removeUnusedVersions, unpublishImage,
+  currentTree, layoutOf, listVersions, lockImage, migratePlainImage, newVersionName, publishVersion, releaseImage, unpublishImage,
 } from './image-store.mts';
 import { updateImageMeta } from './image-meta.mts';
 import { log } from './log.mts';

@@ -13,16 +13,14 @@
 // versions are deleted once no job record names them. A failed change
 // publishes nothing.
 import {
-  existsSync, lstatSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, rmdirSync, symlinkSync, unlinkSync, writeFileSync,
+  existsSync, lstatSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, rmdirSync, symlinkSync, unlinkSync,
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { createSubvolume, isBtrfs, isSubvolume, snapshotSubvolume } from './btrfs.mts';
 import { check } from './exec.mts';
-import { imagePath, imageStoreDir, retiredMarker } from './image.mts';
-import { listJobRecords, type JobRecord } from './job.mts';
-import { tryLock, lockOrFail, type Lock } from './lock.mts';
+import { imagePath, imageStoreDir } from './image.mts';
+import { lockOrFail, type Lock } from './lock.mts';
 import { log } from './log.mts';
-import { removeTree } from './mounts.mts';
 import type { Settings } from './settings.mts';
 
 /**
@@ -120,91 +118,11 @@ export function migratePlainImage(settings: Settings, name: string): string {
   return version;
 }
 
-/**
- * Where a job record may say an image lives: records hold real paths, so a
- * state directory reached through a symlink is matched by its real path too.
- * A version missed here would be deleted under its job.
- */
-function recordPrefixes(settings: Settings, name: string): { stores: string[]; plains: string[] } {
-  const roots = [settings.root];
-  try {
-    roots.push(realpathSync(settings.root));
-  } catch {
-    // no state directory yet: no records either
-  }
-  return { stores: roots.map((root) => `${root}/.images/${name}/`), plains: roots.map((root) => `${root}/${name}`) };
-}
-
-/** Versions of image NAME that job records name. Records of jobs started before a migration name the plain path. */
-export function versionsInUse(settings: Settings, name: string, records: JobRecord[] = listJobRecords(settings)): Map<string, string[]> {
-  const { stores, plains } = recordPrefixes(settings, name);
-  const versions = listVersions(settings, name);
-  const users = new Map<string, string[]>();
-  const add = (version: string, jobId: string) => users.set(version, [...(users.get(version) ?? []), jobId]);
-  for (const record of records) {
-    const store = stores.find((prefix) => record.imagePath.startsWith(prefix));
-    if (store) add(record.imagePath.slice(store.length).split('/')[0]!, record.jobId);
-    else if (plains.includes(record.imagePath)) versions.filter((version) => version.startsWith('legacy-')).forEach((version) => add(version, record.jobId));
-  }
-  return users;
-}
-
-/** Job records of the jobs running on image NAME, whichever version or layout. */
-export function jobsOnImage(settings: Settings, name: string, records: JobRecord[] = listJobRecords(settings)): JobRecord[] {
-  const { stores, plains } = recordPrefixes(settings, name);
-  return records.filter((record) =>
-    record.image === name || stores.some((store) => record.imagePath.startsWith(store)) || plains.includes(record.imagePath));
-}
-
 export function listVersions(settings: Settings, name: string): string[] {
   try {
     return readdirSync(imageStoreDir(settings, name)).filter(isVersionName).sort();
   } catch {
     return [];
-  }
-}
-
-/**
- * Deletes the versions neither NAME nor any job uses. The caller holds the lock.
- * prepare is lock-free, so a version is first marked retired, then the job
- * records are read again: a prepare that recorded it before the mark keeps it,
- * one after the mark sees the mark and resolves NAME again.
- */
-export async function removeUnusedVersions(settings: Settings, name: string): Promise<string[]> {
-  const store = imageStoreDir(settings, name);
-  const current = currentVersion(settings, name);
-  const firstLook = versionsInUse(settings, name);
-  const candidates = listVersions(settings, name).filter((version) => version !== current && !firstLook.has(version));
-  for (const version of candidates) writeFileSync(retiredMarker(`${store}/${version}`), '');
-  const secondLook = versionsInUse(settings, name);
-  const removed: string[] = [];
-  for (const version of candidates) {
-    if (!secondLook.has(version)) {
-      await removeTree(`${store}/${version}`);
-      removed.push(version);
-    }
-    rmSync(retiredMarker(`${store}/${version}`), { force: true });
-  }
-  for (const entry of readdirSync(store)) {
-    // Markers of versions deleted by a run that crashed half-way.
-    if (entry.endsWith('.retired') && !existsSync(`${store}/${entry.slice(0, -'.retired'.length)}`)) rmSync(`${store}/${entry}`, { force: true });
-  }
-  if (removed.length) log.verbose(`image ${name}: removed unused versions ${removed.join(', ')}`);
-  return removed;
-}
-
-/**
- * After a job's cleanup: deletes the versions of its image nobody uses any
- * more, unless someone is changing the image right now (they clean up then).
- */
-export async function removeUnusedVersionsQuietly(settings: Settings, name: string): Promise<void> {
-  if (!existsSync(imageStoreDir(settings, name))) return;
-  const lock = tryLock(`${imageStoreDir(settings, name)}/.lock`, 'cleanup');
-  if (!('release' in lock)) return;
-  try {
-    await removeUnusedVersions(settings, name);
-  } finally {
-    releaseImage(settings, name, lock);
   }
 }
 

@@ -130,3 +130,18 @@ export function resolveImage(settings: Settings, name: string): string {
   }
   return realpathSync(path);
 }
+
+/** A glob with * and ? (like gitlab-runner's allowed_images) as an anchored regular expression. */
+export function globToRegExp(glob: string): RegExp {
+  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replaceAll('*', '.*').replaceAll('?', '.');
+  return new RegExp(`^${body}$`);
+}
+
+/** Refuses an image the admin's allowed_images does not list. */
+export function checkImageAllowed(settings: Settings, name: string): string {
+  const allowed = settings.allowedImages;
+  if (allowed && !allowed.some((glob) => globToRegExp(glob).test(name))) {
+    throw new JobError(`image "${name}" is not allowed on this runner; allowed: ${allowed.join(', ')}`);
+  }
+  return name;
+}

@@ -38,6 +38,13 @@ export interface JobRecord {
   createdAt: string;
   /** --personality of the machine (x86 for i386 images): stages entered with nsenter need it too. */
   personality?: string;
+  /** 'preparing' until the machine is ready; gc leaves a job alone while its preparer lives. */
+  state: 'preparing' | 'running';
+  /** The prepare process, and the process that ran it (gitlab-runner): the job lives while they do. */
+  preparerPid: number;
+  preparerStartTime?: string;
+  ownerPid: number;
+  ownerStartTime?: string;
   /** direct host: the systemd-nspawn process and the machine's PID 1 (with start times). */
   nspawnPid?: number;
   nspawnStartTime?: string;

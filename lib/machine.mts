@@ -1,19 +1,21 @@
 // A job's machine through its life: prepare starts it, run enters it once per
 // stage, cleanup removes every trace of it. Storage and host mode are chosen
 // here, once, and recorded so later stages use the same ones.
-import { existsSync, mkdirSync, openSync, closeSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, fstatSync, mkdirSync, openSync } from 'node:fs';
 import { reportBuildExitCode } from './contract.mts';
 import { ScriptFailed, SystemError } from './errors.mts';
 import { chooseHostName, hostByName } from './host/select.mts';
-import { imageNameFromReference, imageStoreDir, isServedImagePath, resolveImage } from './image.mts';
+import { checkImageAllowed, imageNameFromReference, imageStoreDir, isServedImagePath, resolveImage } from './image.mts';
 import {
   claimJobDir, jobDir, machineName, readJobRecord, removeJobDir, requireJobRecord, writeJobRecord,
   type JobRecord,
 } from './job.mts';
 import { log } from './log.mts';
+import { owningAncestorOf, startTimeOf } from './proc.mts';
 import { buildNspawnArgs, systemdVersion } from './nspawn.mts';
 import { imagePersonality } from './personality.mts';
 import { buildsDir, cacheDir, type Settings } from './settings.mts';
+import { buildShares, findRunnerBinary } from './shares.mts';
 import { runScriptInMachine } from './stage.mts';
 import { backendByName, chooseBackendName } from './storage/select.mts';
 
@@ -24,11 +26,13 @@ export interface PrepareRequest {
 }
 
 export async function prepareJob(settings: Settings, request: PrepareRequest): Promise<JobRecord> {
-  const image = imageNameFromReference(request.imageReference);
+  const image = checkImageAllowed(settings, imageNameFromReference(request.imageReference));
   const imagePath = resolveImage(settings, image);
   const host = await hostByName(chooseHostName(settings));
   const backend = await backendByName(chooseBackendName(settings), settings);
+  const runnerBinary = findRunnerBinary(settings.runnerBinary, { parentPid: process.ppid, pathEnv: process.env.PATH });
   const dir = claimJobDir(settings, request.jobId);
+  const owner = owningAncestorOf(process.pid);
   let record: JobRecord = {
     jobId: request.jobId,
     machine: machineName(request.jobId),
@@ -37,6 +41,11 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
     backend: backend.name,
     host: host.name,
     createdAt: new Date().toISOString(),
+    state: 'preparing',
+    preparerPid: process.pid,
+    preparerStartTime: startTimeOf(process.pid),
+    ownerPid: owner,
+    ownerStartTime: startTimeOf(owner),
   };
   try {
     // Written before anything is started, so cleanup can always undo it.
@@ -52,16 +61,31 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
     const personality = imagePersonality(record.imagePath);
     if (personality) writeJobRecord(dir, record = { ...record, personality });
     const storageArgs = await backend.prepare(record.imagePath, dir);
+    if (settings.privateUsers && storageArgs.some((arg) => arg.startsWith('--overlay='))) {
+      // nspawn can idmap a plain directory (a btrfs snapshot) but not an
+      // overlay root, and chown-ing would copy up the whole image.
+      throw new SystemError('private_users needs btrfs storage with the image as a subvolume',
+        'put the state directory on btrfs (chroot-create --convert for existing images), or set private_users: false');
+    }
     const nspawnArgs = buildNspawnArgs({
       machine: record.machine,
       storageArgs,
       boot: false,
       register: host.registers,
-      binds: [],
+      binds: buildShares(settings, runnerBinary),
       systemdVersion: await systemdVersion(),
+      network: settings.network,
+      privateUsers: settings.privateUsers,
       personality,
     });
-    record = await host.start({ nspawnArgs, jobDir: dir, boot: false, readyTimeoutMs: settings.readyTimeoutSeconds * 1000 }, record);
+    record = await host.start({
+      nspawnArgs,
+      jobDir: dir,
+      boot: false,
+      readyTimeoutMs: settings.readyTimeoutSeconds * 1000,
+      onSpawned: (spawned) => writeJobRecord(dir, spawned),
+    }, record);
+    record = { ...record, state: 'running' };
     writeJobRecord(dir, record);
   } catch (error) {
     await cleanupJob(settings, request.jobId).catch((cleanupError: Error) =>
@@ -69,6 +93,7 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
     throw error;
   }
   log.info(`job ${record.jobId}: machine ${record.machine} on image ${image} (${backend.name} storage, ${host.name} host)`);
+  log.verbose(runnerBinary ? `sharing ${runnerBinary} as gitlab-runner` : 'no gitlab-runner binary to share: cache and artifacts need one in the image');
   return record;
 }
 
@@ -95,6 +120,7 @@ export async function runStage(settings: Settings, request: StageRequest): Promi
   }
   let code: number;
   try {
+    if (!fstatSync(scriptFd).isFile()) throw new SystemError(`script ${request.scriptPath} is not a regular file`);
     ({ code } = await runScriptInMachine(leader, scriptFd, `${jobDir(settings, request.jobId)}/output`, request.shell, record.personality));
   } finally {
     closeSync(scriptFd);
@@ -124,7 +150,7 @@ export async function cleanupJob(settings: Settings, jobId: string): Promise<boo
   log.verbose(`job ${jobId}: cleaned up`);
   // The last job on an old version of its image deletes it.
   if (record && existsSync(imageStoreDir(settings, record.image))) {
-    const { removeUnusedVersionsQuietly } = await import('./image-store.mts');
+    const { removeUnusedVersionsQuietly } = await import('./image-retire.mts');
     await removeUnusedVersionsQuietly(settings, record.image).catch((error: Error) =>
       log.warn(`removing unused versions of image ${record.image}: ${error.message}`));
   }
@@ -133,5 +159,7 @@ export async function cleanupJob(settings: Settings, jobId: string): Promise<boo
 
 /** Host directories the executor config promises: created before the first job needs them. */
 export function ensureRunnerDirs(settings: Settings): void {
+  // Node's recursive mkdir reports a read-only filesystem as ENOENT: ask first.
+  if (existsSync(settings.root)) accessSync(settings.root, constants.W_OK);
   for (const dir of [settings.root, buildsDir(settings), cacheDir(settings)]) mkdirSync(dir, { recursive: true });
 }

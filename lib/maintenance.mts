@@ -6,9 +6,9 @@ import { isSubvolume, isBtrfs } from './btrfs.mts';
 import { bootstrapTree, convertImageToSubvolume, fallbackSuite, resolveCreateOptions, type BootstrapOptions } from './bootstrap.mts';
 import { SystemError } from './errors.mts';
 import { imagePath, imageStoreDir, validateImageName } from './image.mts';
+import { removeUnusedVersions } from './image-retire.mts';
 import {
-  cloneTree, currentTree, layoutOf, lockImage, migratePlainImage, newVersionName, publishVersion,
-  releaseImage, removeUnusedVersions,
+  cloneTree, currentTree, layoutOf, lockImage, migratePlainImage, newVersionName, publishVersion, releaseImage,
 } from './image-store.mts';
 import { readImageMeta, updateImageMeta, type ImageMeta } from './image-meta.mts';
 import { log } from './log.mts';

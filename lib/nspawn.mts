@@ -2,6 +2,7 @@
 // Each storage backend contributes only its own flags (the original's trick).
 import { readdirSync } from 'node:fs';
 import { run } from './exec.mts';
+import type { NetworkChoice } from './settings.mts';
 
 export interface Bind {
   source: string;
@@ -21,6 +22,8 @@ export interface NspawnOptions {
   systemdVersion: number;
   /** Run the machine under a personality, such as x86 for i386 images. */
   personality?: string;
+  network: NetworkChoice;
+  privateUsers: boolean;
 }
 
 /** The command that keeps a non-booted machine alive between stages. */
@@ -45,6 +48,10 @@ export function buildNspawnArgs(options: NspawnOptions): string[] {
   // Syncs from a throw-away machine only slow the host down (systemd >= 250).
   if (options.systemdVersion >= 250) args.push('--suppress-sync=yes');
   if (options.personality) args.push(`--personality=${options.personality}`);
+  args.push(...networkArgs(options.network));
+  // Idmapped mounts keep copy-on-write storage usable from the new user
+  // namespace without chown-ing the image (systemd-nspawn(1), --private-users-ownership).
+  if (options.privateUsers) args.push('--private-users=pick', '--private-users-ownership=auto');
   if (options.boot) {
     args.push('--boot', '--notify-ready=yes');
   } else {
@@ -88,6 +95,13 @@ export function imageNspawnFlags(options: ImageNspawnOptions): string[] {
 /** A shell (or command) in the image tree at directory. */
 export function buildImageShellArgs(directory: string, options: ImageNspawnOptions, command: readonly string[] = []): string[] {
   return ['systemd-nspawn', ...imageNspawnFlags(options), `--directory=${directory}`, ...(command.length ? ['--', ...command] : [])];
+}
+
+function networkArgs(network: NetworkChoice): string[] {
+  if (network === 'private') return ['--private-network'];
+  if (network === 'veth') return ['--network-veth'];
+  if (network.startsWith('zone:')) return [`--network-zone=${network.slice('zone:'.length)}`];
+  return [];
 }
 
 function bindArg(bind: Bind): string {

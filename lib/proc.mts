@@ -14,12 +14,34 @@ function readProc(path: string): string | undefined {
   }
 }
 
-/** State letter and start time; the command name may hold spaces and parentheses. */
-function statOf(pid: number): { state: string; startTime: string } | undefined {
+/** State letter, parent, process group and start time; the command name may hold spaces and parentheses. */
+function statOf(pid: number | string): { state: string; parent: number; processGroup: number; startTime: string } | undefined {
   const stat = readProc(`/proc/${pid}/stat`);
   if (!stat) return undefined;
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { state: fields[0]!, startTime: fields[19]! };
+  return { state: fields[0]!, parent: Number(fields[1]), processGroup: Number(fields[2]), startTime: fields[19]! };
+}
+
+/** Programs that only wrap the real caller: a shell of a -c string, sudo, env, timeout, ... */
+const wrappers = new Set(['sh', 'bash', 'dash', 'zsh', 'sudo', 'env', 'timeout', 'nice', 'ionice', 'setsid', 'runuser', 'su', 'nspawn-runner']);
+
+/**
+ * The process a job belongs to: the nearest ancestor that is not a wrapper.
+ * gitlab-runner runs prepare_exec itself, but an admin may wrap it in a
+ * shell script, which exits long before the job ends.
+ */
+export function owningAncestorOf(pid: number): number {
+  let current = statOf(pid)?.parent ?? 1;
+  while (current > 1 && wrappers.has(commandNameOf(current) ?? '')) current = statOf(current)?.parent ?? 1;
+  return current;
+}
+
+/** PIDs of the live processes in process group pgid (whatever PID namespace they run in). */
+export function processGroupMembers(pgid: number): number[] {
+  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).filter((pid) => {
+    const stat = statOf(pid);
+    return stat?.processGroup === pgid && stat.state !== 'Z';
+  }).map(Number);
 }
 
 export function startTimeOf(pid: number): string | undefined {

@@ -5,6 +5,13 @@ import { SystemError } from './errors.mts';
 
 export type BackendChoice = 'auto' | 'btrfs' | 'overlay' | 'tmpfs';
 export type HostChoice = 'auto' | 'systemd' | 'direct';
+/**
+ * host: the host's network (the original's behaviour); private: loopback
+ * only, fully offline; veth: a veth pair per machine (outbound access when
+ * the host routes it: systemd-networkd does by default, else NAT); zone:NAME:
+ * a bridge shared by the machines of that zone.
+ */
+export type NetworkChoice = 'host' | 'private' | 'veth' | `zone:${string}`;
 
 /** Resource limits for a machine's transient unit on systemd hosts (systemd.resource-control(5)). */
 export interface Limits {
@@ -27,6 +34,15 @@ export interface Settings {
   limits: Limits;
   /** How long prepare waits for a machine to become ready. */
   readyTimeoutSeconds: number;
+  network: NetworkChoice;
+  /** Container root is not host root: a user namespace per machine (--private-users=pick). */
+  privateUsers: boolean;
+  /** Glob patterns (* and ?) of the images jobs may ask for; undefined allows all. */
+  allowedImages: string[] | undefined;
+  /** gitlab-runner binary shared read-only into machines: auto, none, or a path (see shares.mts). */
+  runnerBinary: string;
+  /** Share the builds directory into machines, so checkouts persist on the host between jobs. */
+  keepBuilds: boolean;
 }
 
 export interface SettingsOverrides {
@@ -46,6 +62,11 @@ const defaults: Settings = {
   tmpfsSize: '4G',
   limits: { cpuWeight: 50, memoryHigh: '30%', memoryMax: '40%', tasksMax: 16384 },
   readyTimeoutSeconds: 60,
+  network: 'host',
+  privateUsers: false,
+  allowedImages: undefined,
+  runnerBinary: 'auto',
+  keepBuilds: false,
 };
 
 export const configFileName = 'nspawn-runner.conf';
@@ -102,6 +123,11 @@ export function parseConfigDocument(data: unknown, file: string): Partial<Settin
       case 'tmpfs_size': result.tmpfsSize = asSize(value, file, key); break;
       case 'ready_timeout': result.readyTimeoutSeconds = asNumber(value, file, key); break;
       case 'limits': result.limits = parseLimits(value, file); break;
+      case 'network': result.network = parseNetwork(asString(value, file, key), file); break;
+      case 'private_users': result.privateUsers = asBoolean(value, file, key); break;
+      case 'allowed_images': result.allowedImages = asStringList(value, file, key); break;
+      case 'gitlab_runner': result.runnerBinary = asRunnerBinary(value, file, key); break;
+      case 'keep_builds': result.keepBuilds = asBoolean(value, file, key); break;
       default: throw new SystemError(`${file}: unknown key "${key}"`, 'see README.md, "Configuration"');
     }
   }
@@ -130,6 +156,23 @@ export function parseChoice<T extends string>(value: string, choices: readonly T
   throw new SystemError(`${source}: ${key} must be one of ${choices.join(', ')}, not "${value}"`);
 }
 
+const zoneName = /^zone:[A-Za-z0-9_-]{1,12}$/;
+
+function parseNetwork(value: string, file: string): NetworkChoice {
+  if (value === 'host' || value === 'private' || value === 'veth' || zoneName.test(value)) return value as NetworkChoice;
+  throw new SystemError(`${file}: network must be host, private, veth or zone:NAME (up to 12 letters), not "${value}"`);
+}
+
+function asBoolean(value: unknown, file: string, key: string): boolean {
+  if (typeof value === 'boolean') return value;
+  throw new SystemError(`${file}: ${key} must be true or false`);
+}
+
+function asStringList(value: unknown, file: string, key: string): string[] {
+  if (Array.isArray(value) && value.every((item) => typeof item === 'string' && item !== '')) return value as string[];
+  throw new SystemError(`${file}: ${key} must be a list of strings`);
+}
+
 function asRecord(value: unknown, file: string, key: string): Record<string, unknown> {
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
   throw new SystemError(`${file}: ${key} must be a mapping`);
@@ -143,6 +186,12 @@ function asString(value: unknown, file: string, key: string): string {
 function asNumber(value: unknown, file: string, key: string): number {
   if (typeof value === 'number' && Number.isFinite(value) && value > 0) return value;
   throw new SystemError(`${file}: ${key} must be a positive number`);
+}
+
+function asRunnerBinary(value: unknown, file: string, key: string): string {
+  const text = asString(value, file, key);
+  if (text === 'auto' || text === 'none' || text.startsWith('/')) return text;
+  throw new SystemError(`${file}: ${key} must be auto, none or an absolute path, not "${text}"`);
 }
 
 /** Sizes as systemd and mount(8) take them: 512M, 4G, 30%. */

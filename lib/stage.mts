@@ -13,6 +13,7 @@ import { constants } from 'node:os';
 import { missingBinaryError, shellJoin } from './exec.mts';
 import { log, writeAll } from './log.mts';
 import { setarchPrefix } from './personality.mts';
+import { processGroupMembers, signal } from './proc.mts';
 
 /** The environment inside the machine: the script's own, never the host's. */
 export const machineEnv: Readonly<Record<string, string>> = {
@@ -33,6 +34,18 @@ export function buildEnterArgs(leaderPid: number, command: readonly string[], pe
   return [...setarchPrefix(personality), 'nsenter', `--target=${leaderPid}`, '--all', '--root', '--wd', '--', ...command];
 }
 
+/**
+ * The script arrives as an open descriptor (fd 3), never as a host path: the
+ * host's copy need not resolve inside the machine, and nothing planted in the
+ * machine can redirect a host-side write. A small sh copies it into the
+ * machine's /run first, because reopening /dev/fd/3 is a permission check
+ * that a user-namespaced root fails on the host's file; reading the open
+ * descriptor is not. The shell then runs a real file, as gitlab-runner expects.
+ */
+export function buildScriptCommand(shell: string): string[] {
+  return ['/bin/sh', '-c', 'mkdir -p /run/nspawn-runner && cat <&3 >"/run/nspawn-runner/script.$$" && exec "$0" "/run/nspawn-runner/script.$$" 3<&-', shell];
+}
+
 export interface StageResult {
   /** The script's exit code; 128 + signal number when a signal ended it. */
   code: number;
@@ -48,10 +61,7 @@ export async function runScriptInMachine(
   shell: string,
   personality?: string,
 ): Promise<StageResult> {
-  // The script is handed over as an open descriptor: the path of the host's
-  // copy never has to resolve inside the machine, and a symlink planted there
-  // cannot redirect a host-side write.
-  const argv = buildEnterArgs(leaderPid, [shell, '/dev/fd/3'], personality);
+  const argv = buildEnterArgs(leaderPid, buildScriptCommand(shell), personality);
   log.debug(`+ ${shellJoin(argv)} 3<script >>${outputPath}`);
   const outputFd = openSync(outputPath, 'a', 0o600);
   ftruncateSync(outputFd);
@@ -84,7 +94,12 @@ export async function runScriptInMachine(
 
   const forward = (): void => {
     log.info('stage cancelled: stopping its processes');
-    try { process.kill(-child.pid!, 'SIGTERM'); } catch { /* already gone */ }
+    // nsenter (the group's leader) does not pass signals on and dies of
+    // SIGTERM at once: the stage would end while a script that handles or
+    // ignores SIGTERM runs on beside after_script. So the script's processes
+    // get SIGTERM and nsenter stays to report how they ended; what is left
+    // after the grace period is killed, nsenter with it.
+    for (const pid of processGroupMembers(child.pid!)) if (pid !== child.pid) signal(pid, 'SIGTERM');
     setTimeout(() => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } }, killGraceMs).unref();
   };
   const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;

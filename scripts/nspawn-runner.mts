@@ -14,6 +14,11 @@ const commands: Record<string, { summary: string; load: () => Promise<unknown> }
   'chroot-list': { summary: 'list images: storage, size, maintenance, playbook, jobs (--json)', load: () => import('./chroot-list.mts') },
   'chroot-remove': { summary: 'remove an image and its versions', load: () => import('./chroot-remove.mts') },
   'chroot-maintenance': { summary: 'create, recreate or update images from their playbooks', load: () => import('./chroot-maintenance.mts') },
+  shell: { summary: 'a throw-away copy of an image for a person, as themselves (via sudo)', load: () => import('./shell.mts') },
+  'ssh-units': { summary: 'write socket/service units: an ephemeral machine per ssh connection', load: () => import('./ssh-units.mts') },
+  'ssh-session': { summary: 'one ssh connection\'s machine (started by the ssh-units service)', load: () => import('./ssh-session.mts') },
+  status: { summary: 'list the jobs and their machines', load: () => import('./status.mts') },
+  gc: { summary: 'remove what crashed jobs left behind', load: () => import('./gc.mts') },
   'sample-job': { summary: 'run a sample CI job through every stage, as gitlab-runner would', load: () => import('./sample-job.mts') },
 };
 const aliases: Record<string, string> = { config: 'gitlab-config' };

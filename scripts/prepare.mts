@@ -2,6 +2,7 @@
 import { main } from '../lib/cli.mts';
 import { jobIdFromEnv, jobImageFromEnv } from '../lib/contract.mts';
 import { SystemError } from '../lib/errors.mts';
+import { sweepOrphanedJobs } from '../lib/gc.mts';
 import { parseJobId } from '../lib/job.mts';
 import { ensureRunnerDirs, prepareJob } from '../lib/machine.mts';
 
@@ -21,5 +22,7 @@ await main({
   const imageReference = args._[0] ?? jobImageFromEnv() ?? args['default-image'] ?? settings.defaultImage;
   if (!imageReference) throw new SystemError('no image for this job', 'give the job an image:, or pass --default-image');
   ensureRunnerDirs(settings);
+  // Cheap: job records only. A crashed job with this id is cleaned here too.
+  await sweepOrphanedJobs(settings);
   await prepareJob(settings, { jobId, imageReference: String(imageReference) });
 });

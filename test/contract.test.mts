@@ -39,6 +39,8 @@ test('config_exec JSON has the keys gitlab-runner reads', async () => {
   assert.equal(config.builds_dir, '/srv/nsr/.build');
   assert.equal(config.cache_dir, '/srv/nsr/.cache');
   assert.equal(config.builds_dir_is_shared, false);
+  // A builds directory shared into every machine needs gitlab-runner to keep concurrent jobs apart.
+  assert.equal(buildExecutorConfig({ ...settings, keepBuilds: true }).builds_dir_is_shared, true);
   assert.equal(config.driver.name, 'nspawn-runner');
   assert.equal(typeof config.hostname, 'string');
 });

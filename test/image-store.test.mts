@@ -6,9 +6,9 @@ import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, 
 import { tmpdir } from 'node:os';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { isServedImagePath, resolveImage, retiredMarker } from '../lib/image.mts';
+import { jobsOnImage, removeUnusedVersions, versionsInUse } from '../lib/image-retire.mts';
 import {
-  currentVersion, isVersionName, jobsOnImage, layoutOf, listVersions, migratePlainImage, newVersionName, publishVersion,
-  releaseImage, removeUnusedVersions, versionsInUse,
+  currentVersion, isVersionName, layoutOf, listVersions, migratePlainImage, newVersionName, publishVersion, releaseImage,
 } from '../lib/image-store.mts';
 import { writeJobRecord, type JobRecord } from '../lib/job.mts';
 import { lockOrFail, tryLock } from '../lib/lock.mts';
@@ -43,6 +43,7 @@ describe('the store on disk', () => {
     mkdirSync(`${root}/.jobs/${jobId}`, { recursive: true });
     writeJobRecord(`${root}/.jobs/${jobId}`, {
       jobId, machine: `run-${jobId}`, image, imagePath, backend: 'overlay', host: 'direct', createdAt: new Date().toISOString(),
+      state: 'running', preparerPid: process.pid, ownerPid: process.pid,
     } satisfies JobRecord);
   }
 
@@ -121,6 +122,7 @@ describe('the store on disk', () => {
     mkdirSync(`${root}/real/.jobs/9`, { recursive: true });
     writeJobRecord(`${root}/real/.jobs/9`, {
       jobId: '9', machine: 'run-9', image: 'other-name', imagePath: jobPath, backend: 'overlay', host: 'direct', createdAt: '',
+      state: 'running', preparerPid: process.pid, ownerPid: process.pid,
     });
     assert.deepEqual(await removeUnusedVersions(linked, 'img'), []);
     assert.deepEqual(jobsOnImage(linked, 'img').map((job) => job.jobId), ['9']);

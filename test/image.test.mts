@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { imageNameFromReference, validateImageName } from '../lib/image.mts';
+import { checkImageAllowed, globToRegExp, imageNameFromReference, validateImageName } from '../lib/image.mts';
+import type { Settings } from '../lib/settings.mts';
 import { JobError } from '../lib/errors.mts';
 
 test('image references map to image names the way the original does', () => {
@@ -40,4 +41,14 @@ test('hostile or broken image names are refused with a reason', () => {
 test('validateImageName refuses "/" outright', () => {
   assert.throws(() => validateImageName('a/b'), /contains "\/"/);
   assert.equal(validateImageName('bookworm'), 'bookworm');
+});
+
+test('allowed_images globs', () => {
+  const settings = { allowedImages: ['bookworm', 'debian-*', 'sid?'] } as Settings;
+  for (const name of ['bookworm', 'debian-12', 'debian-', 'sid1']) assert.equal(checkImageAllowed(settings, name), name);
+  for (const name of ['trixie', 'bookworm2', 'xdebian-1', 'sid']) {
+    assert.throws(() => checkImageAllowed(settings, name), /is not allowed on this runner; allowed: bookworm, debian-\*, sid\?/);
+  }
+  assert.equal(checkImageAllowed({ allowedImages: undefined } as Settings, 'any'), 'any');
+  assert.equal(globToRegExp('a.b*').test('aXb'), false, 'dots are literal');
 });

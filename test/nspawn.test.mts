@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildNspawnArgs, escapeColons, type NspawnOptions } from '../lib/nspawn.mts';
 import { overlayArgs } from '../lib/storage/overlay.mts';
-import { buildEnterArgs } from '../lib/stage.mts';
+import { buildEnterArgs, buildScriptCommand } from '../lib/stage.mts';
 
 const base: NspawnOptions = {
   machine: 'run-1',
@@ -11,6 +11,8 @@ const base: NspawnOptions = {
   register: false,
   binds: [],
   systemdVersion: 252,
+  network: 'host',
+  privateUsers: false,
 };
 
 test('nspawn argv for a direct host keeps a reaper at PID 1 and a keep-alive at PID 2', () => {
@@ -26,6 +28,10 @@ test('nspawn argv variations', () => {
     [{ systemdVersion: 249 }, [], ['--suppress-sync=yes']],
     [{ boot: true, register: true }, ['--boot', '--notify-ready=yes', '--register=yes'], ['--as-pid2', '--register=no']],
     [{ personality: 'x86' }, ['--personality=x86'], []],
+    [{ network: 'private' }, ['--private-network'], ['--network-veth']],
+    [{ network: 'veth' }, ['--network-veth'], ['--private-network']],
+    [{ network: 'zone:ci' }, ['--network-zone=ci'], ['--private-network']],
+    [{ privateUsers: true }, ['--private-users=pick', '--private-users-ownership=auto'], []],
     [{ binds: [{ source: '/a:b', target: '/c', readOnly: true }, { source: '/d', target: '/d', readOnly: false }] },
       ['--bind-ro=/a\\:b:/c', '--bind=/d:/d'], []],
   ];
@@ -48,4 +54,10 @@ test('stages enter every namespace of the machine leader', () => {
     ['nsenter', '--target=4242', '--all', '--root', '--wd', '--', '/bin/bash', '/dev/fd/3']);
   assert.deepEqual(buildEnterArgs(4242, ['/bin/bash'], 'x86'),
     ['setarch', 'i686', '--', 'nsenter', '--target=4242', '--all', '--root', '--wd', '--', '/bin/bash']);
+});
+
+test('the stage script is copied from fd 3 into the machine, then run by the shell', () => {
+  const [sh, flag, program, shell] = buildScriptCommand('/bin/bash');
+  assert.deepEqual([sh, flag, shell], ['/bin/sh', '-c', '/bin/bash']);
+  assert.match(program!, /cat <&3 >"\/run\/nspawn-runner\/script\.\$\$" && exec "\$0" "\/run\/nspawn-runner\/script\.\$\$" 3<&-/);
 });

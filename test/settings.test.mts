@@ -8,6 +8,8 @@ test('config documents are narrowed with errors that name file and key', () => {
   assert.deepEqual(parseConfigDocument(null, 'f'), {});
   assert.deepEqual(parseConfigDocument({ backend: 'tmpfs', tmpfs_size: '2G', limits: { cpu_weight: 20, memory_max: null } }, 'f'),
     { backend: 'tmpfs', tmpfsSize: '2G', limits: { cpuWeight: 20, memoryMax: undefined } });
+  assert.deepEqual(parseConfigDocument({ gitlab_runner: '/usr/bin/gitlab-runner', keep_builds: true }, 'f'),
+    { runnerBinary: '/usr/bin/gitlab-runner', keepBuilds: true });
   const bad: Array<[unknown, RegExp]> = [
     [[1], /f: \(top level\) must be a mapping/],
     [{ backend: 'zfs' }, /f: backend must be one of auto, btrfs, overlay, tmpfs/],
@@ -15,6 +17,8 @@ test('config documents are narrowed with errors that name file and key', () => {
     [{ limits: { cpu_weight: -1 } }, /f: limits.cpu_weight must be a positive number/],
     [{ limits: { swap: 1 } }, /unknown key "limits.swap"/],
     [{ roots: '/x' }, /f: unknown key "roots"/],
+    [{ gitlab_runner: 'gitlab-runner' }, /f: gitlab_runner must be auto, none or an absolute path/],
+    [{ keep_builds: 'yes' }, /f: keep_builds must be true or false/],
   ];
   for (const [doc, message] of bad) assert.throws(() => parseConfigDocument(doc, 'f'), message);
 });

@@ -1,7 +1,7 @@
 // The four stages against real machines on the fast busybox image: every
 // promise of the custom-executor contract that does not need Debian.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { mountScratchBtrfs, type ScratchFilesystem } from './support/btrfs.mts';
@@ -85,6 +85,10 @@ for (const backend of ['overlay', 'tmpfs', 'btrfs'] as const) describe(`stages o
     assert.equal(result.code, 0, result.stderr);
     assert.doesNotMatch(result.stdout, /leaked-value|CUSTOM_ENV_|BUILD_FAILURE_EXIT_CODE/);
     assert.match(result.stdout, /PATH=\/usr\/local\/sbin/);
+    // Stage names gitlab-runner may add later (step_<name>, ...) run like any other.
+    const future = await state.stage('103', 'step_release', 'echo future stage ran');
+    assert.equal(future.code, 0, future.stderr);
+    assert.match(future.stdout, /future stage ran/);
     assert.equal((await state.cleanup('103')).code, 0);
   });
 
@@ -118,6 +122,31 @@ for (const backend of ['overlay', 'tmpfs', 'btrfs'] as const) describe(`stages o
     assert.match(readA.stdout, /^A$/m);
     assert.match(readB.stdout, /^B$/m);
     await Promise.all([state.cleanup('106'), state.cleanup('107')]);
+    assert.deepEqual(leftoversOf(state.root), { mounts: [], processes: [], jobDirs: [] });
+  });
+
+  test('the cache dir outlives the machine, the gitlab-runner binary is shared read-only', async () => {
+    const binary = `${state.scripts}/gitlab-runner`;
+    writeFileSync(binary, '#!/bin/sh\necho "helper called with $*"\n', { mode: 0o755 });
+    const config = `${state.scripts}/shares.conf`;
+    writeFileSync(config, `gitlab_runner: ${binary}\n`);
+    const cache = `${state.root}/.cache`;
+    assert.equal((await state.prepare('109', 'busybox', {}, ['--config', config])).code, 0);
+    const first = await state.stage('109', 'archive_cache', [
+      'gitlab-runner cache-archiver --file cache.zip',
+      `echo from-109 > ${cache}/marker`,
+      'echo tampered > /usr/local/bin/gitlab-runner || echo binary is read-only',
+    ].join('\n'));
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /helper called with cache-archiver --file cache.zip/);
+    assert.match(first.stdout, /binary is read-only/);
+    assert.equal((await state.cleanup('109')).code, 0);
+    assert.equal(readFileSync(`${cache}/marker`, 'utf8'), 'from-109\n');
+    assert.match(readFileSync(binary, 'utf8'), /helper called/);
+    assert.equal((await state.prepare('110')).code, 0);
+    const second = await state.stage('110', 'restore_cache', `cat ${cache}/marker`);
+    assert.match(second.stdout, /from-109/);
+    assert.equal((await state.cleanup('110')).code, 0);
     assert.deepEqual(leftoversOf(state.root), { mounts: [], processes: [], jobDirs: [] });
   });
 

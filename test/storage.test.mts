@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, test } from 'node:test';
-import { isSubvolume } from '../lib/btrfs.mts';
+import { isBtrfs, isSubvolume } from '../lib/btrfs.mts';
 import { buildTmpfsMountArgs } from '../lib/storage/tmpfs.mts';
 import { mountScratchBtrfs, type ScratchFilesystem } from './support/btrfs.mts';
 import { StateFixture } from './support/fixture.mts';
@@ -13,10 +13,19 @@ import { makeBusyboxImage } from './support/images.mts';
 import { leftoversOf } from './support/leftovers.mts';
 import { buildFailure, systemFailure } from './support/runner.mts';
 
+/**
+ * Bytes used under path. On the test's own btrfs, the filesystem's count (du
+ * cannot tell a snapshot's shared extents from copies). Elsewhere the
+ * filesystem is shared with every other process on the machine, whose writes
+ * would be counted too: there, du of the directory, staying on its filesystem.
+ */
 function usedBytes(path: string): number {
   execFileSync('sync', ['-f', path]);
-  const fs = statfsSync(path);
-  return (fs.blocks - fs.bfree) * fs.bsize;
+  if (isBtrfs(path)) {
+    const fs = statfsSync(path);
+    return (fs.blocks - fs.bfree) * fs.bsize;
+  }
+  return Number(execFileSync('du', ['-sxB1', path], { encoding: 'utf8' }).split('\t')[0]);
 }
 
 const MiB = 1024 * 1024;
@@ -54,7 +63,8 @@ describe('storage on real filesystems', () => {
     test(`${name}: a job on a large image adds only the bytes it writes`, async () => {
       const jobId = `disk-${name.split(' ')[0]}`;
       const before = usedBytes(state().root);
-      const prepared = await state().run([...args, 'prepare', '--id', jobId, 'busybox']);
+      // Through the fixture, so after() cleans the job up even when an assertion fails.
+      const prepared = await state().prepare(jobId, 'busybox', {}, args);
       assert.equal(prepared.code, 0, prepared.stderr);
       const wrote = await state().stage(jobId, 'build_script', 'dd if=/dev/zero of=/written bs=1M count=4 2>/dev/null; ls -l /large.bin');
       assert.equal(wrote.code, 0, wrote.stderr);

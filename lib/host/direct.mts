@@ -14,8 +14,11 @@ export const directHost: HostMode = {
   name: 'direct',
   registers: false,
   start: startDetached,
+  // A machine whose systemd-nspawn is gone counts as gone, even if its
+  // processes linger: nothing supervises it any more, and cleanup kills them.
   async leaderOf(record) {
-    const { leaderPid, leaderStartTime } = record;
+    const { leaderPid, leaderStartTime, nspawnPid, nspawnStartTime } = record;
+    if (!nspawnPid || !isRunning(nspawnPid, nspawnStartTime)) return undefined;
     return leaderPid && isRunning(leaderPid, leaderStartTime) ? leaderPid : undefined;
   },
   stop: stopDirect,
@@ -41,11 +44,14 @@ async function startDetached(request: StartRequest, record: JobRecord): Promise<
   const nspawnPid = child.pid;
   if (nspawnPid === undefined) return spawnError;
   const started: JobRecord = { ...record, nspawnPid, nspawnStartTime: startTimeOf(nspawnPid) };
+  request.onSpawned(started);
   const leader = await Promise.race([waitForKeepAlive(nspawnPid, request.readyTimeoutMs), spawnError]);
   if (!leader) {
     await stopDirect(started);
+    // The log goes with the job directory when prepare cleans up after
+    // itself, so its last lines are the message and the hint names no file.
     throw new SystemError(`machine ${record.machine} did not start: ${lastLines(logPath)}`,
-      `see ${logPath}; "systemd-nspawn" with the same options (--debug shows them) tells more`);
+      'prepare --debug prints the systemd-nspawn command to run by hand');
   }
   return { ...started, leaderPid: leader, leaderStartTime: startTimeOf(leader) };
 }

@@ -8,6 +8,8 @@ export interface StartRequest {
   jobDir: string;
   boot: boolean;
   readyTimeoutMs: number;
+  /** Called as soon as a process exists that cleanup must stop, before waiting for readiness. */
+  onSpawned(record: JobRecord): void;
 }
 
 export interface HostMode {

@@ -31,9 +31,9 @@ export class StateFixture {
     return runner(['--root', this.root, ...this.extraArgs, ...args], options);
   }
 
-  prepare(jobId: string, image = 'busybox', options: RunnerOptions = {}): Promise<RunnerResult> {
+  prepare(jobId: string, image = 'busybox', options: RunnerOptions = {}, args: string[] = []): Promise<RunnerResult> {
     this.jobs.add(jobId);
-    return this.run(['prepare', '--id', jobId, image], options);
+    return this.run(['prepare', ...args, '--id', jobId, image], options);
   }
 
   /** Writes body as a stage script and runs it in the job's machine. */

@@ -32,3 +32,20 @@ export async function ensureDebianImage(): Promise<void> {
   const result = await runner(['--root', debianRoot, 'chroot-create', '--suite', 'bookworm', debianImage], { stream: true });
   if (result.code !== 0) throw new Error(`cannot create the Debian test image (exit ${result.code})`);
 }
+
+/** State directory with "ssh-bookworm": the Debian image plus openssh-server, a build user and host keys. */
+export const sshRoot = '/var/cache/nspawn-runner-tests/ssh-state';
+export const sshImage = 'ssh-bookworm';
+
+export async function ensureSshImage(): Promise<void> {
+  if (existsSync(`${sshRoot}/${sshImage}/usr/sbin/sshd`)) return;
+  await ensureDebianImage();
+  const staging = `${sshRoot}/.staging-${process.pid}`;
+  mkdirSync(sshRoot, { recursive: true });
+  execFileSync('cp', ['-a', '--reflink=auto', '--', `${debianRoot}/${debianImage}`, staging]);
+  execFileSync('systemd-nspawn', ['--quiet', '--register=no', '--keep-unit', '--console=pipe', `--directory=${staging}`,
+    '--setenv=DEBIAN_FRONTEND=noninteractive', '--', 'sh', '-c',
+    'apt-get -q update && apt-get -q -y --no-install-recommends install openssh-server && apt-get clean && ' +
+    'useradd --shell /bin/bash build && ssh-keygen -A'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync('mv', ['--', staging, `${sshRoot}/${sshImage}`]);
+}

@@ -16,16 +16,21 @@ function cmdlineOf(pid: string): string {
   }
 }
 
-/** Mounts, nspawn processes and job directories that belong to state directory root. */
-export function leftoversOf(root: string): Leftovers {
-  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n')
-    .filter((line) => line.includes(root) || line.includes('run-test'));
+/**
+ * Mounts, nspawn processes and job directories of jobs in state directory
+ * root: all of them, or only those of jobIds where other runs share root.
+ */
+export function leftoversOf(root: string, jobIds?: string[]): Leftovers {
+  const ours = (text: string) => jobIds
+    ? jobIds.some((id) => text.includes(`${root}/.jobs/${id}/`) || text.includes(`--machine=run-${id} `))
+    : text.includes(root);
+  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').filter(ours);
   const processes = readdirSync('/proc').filter((name) => /^\d+$/.test(name))
-    .map((pid) => `${pid} ${cmdlineOf(pid)}`)
-    .filter((line) => line.includes('systemd-nspawn') && line.includes(root));
+    .map((pid) => `${pid} ${cmdlineOf(pid)} `)
+    .filter((line) => line.includes('systemd-nspawn') && ours(line));
   let jobDirs: string[] = [];
   try {
-    jobDirs = readdirSync(`${root}/.jobs`);
+    jobDirs = readdirSync(`${root}/.jobs`).filter((id) => !jobIds || jobIds.includes(id));
   } catch {
     // no jobs directory at all: nothing left
   }

@@ -15,6 +15,8 @@ export interface RunnerOptions {
   env?: NodeJS.ProcessEnv;
   /** Also copy the output to the test's stderr (long steps show progress). */
   stream?: boolean;
+  /** Run as this uid instead of root (through setpriv). */
+  asUser?: number;
 }
 
 /** gitlab-runner's own values are 1 and 2; distinct ones prove they are read from the environment. */
@@ -23,9 +25,13 @@ export const systemFailure = 43;
 
 export function runner(args: string[], options: RunnerOptions = {}): Promise<RunnerResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(executable, args, {
+    const argv = options.asUser
+      ? ['setpriv', `--reuid=${options.asUser}`, `--regid=${options.asUser}`, '--clear-groups', '--', executable, ...args]
+      : [executable, ...args];
+    const child = spawn(argv[0]!, argv.slice(1), {
       env: { ...process.env, BUILD_FAILURE_EXIT_CODE: String(buildFailure), SYSTEM_FAILURE_EXIT_CODE: String(systemFailure), ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: '/',
     });
     let stdout = '';
     let stderr = '';

@@ -1,0 +1,182 @@
+// Crash recovery. A job is alive while its prepare runs, or while its machine
+// runs and the process that prepared it (gitlab-runner) lives. Everything
+// else under the state directory that belongs to no live job - machines,
+// mounts, writable layers, records, half-made images - is garbage: the runner
+// was killed mid-stage, the host rebooted, or cleanup never came.
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { hostByName } from './host/select.mts';
+import { imagesDir, isImageName } from './image.mts';
+import { jobDir, listJobRecords, readJobRecord, type JobRecord } from './job.mts';
+import { log } from './log.mts';
+import { cleanupJob } from './machine.mts';
+import { removeTree } from './mounts.mts';
+import { childrenOf, isRunning, signal, startTimeOf, waitForExit } from './proc.mts';
+import { jobsDir, type Settings } from './settings.mts';
+
+export type JobHealth = 'preparing' | 'running' | 'orphaned';
+
+export async function jobHealth(record: JobRecord): Promise<JobHealth> {
+  if (record.state === 'preparing') {
+    return isRunning(record.preparerPid, record.preparerStartTime) ? 'preparing' : 'orphaned';
+  }
+  const host = await hostByName(record.host);
+  if (!(await host.leaderOf(record))) return 'orphaned';
+  return isRunning(record.ownerPid, record.ownerStartTime) ? 'running' : 'orphaned';
+}
+
+export interface JobStatus {
+  record: JobRecord;
+  health: JobHealth;
+  ageSeconds: number;
+}
+
+export async function listJobStatus(settings: Settings): Promise<JobStatus[]> {
+  const now = Date.now();
+  return Promise.all(listJobRecords(settings).map(async (record) => ({
+    record,
+    health: await jobHealth(record),
+    ageSeconds: Math.round((now - Date.parse(record.createdAt)) / 1000),
+  })));
+}
+
+/** A job directory without a record is only this young while its prepare claims it. */
+const unrecordedGraceMs = 60_000;
+
+function jobIds(settings: Settings): string[] {
+  try {
+    return readdirSync(jobsDir(settings));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The cheap sweep every prepare runs first: orphaned jobs only, judged from
+ * their records. Returns the ids it cleaned.
+ */
+export async function sweepOrphanedJobs(settings: Settings): Promise<string[]> {
+  const cleaned: string[] = [];
+  for (const id of jobIds(settings)) {
+    let record: JobRecord | undefined;
+    try {
+      record = readJobRecord(settings, id);
+    } catch {
+      record = undefined;
+    }
+    const orphaned = record
+      ? (await jobHealth(record)) === 'orphaned'
+      : Date.now() - statSync(jobDir(settings, id), { throwIfNoEntry: false })!.mtimeMs > unrecordedGraceMs;
+    if (!orphaned) continue;
+    log.info(`job ${id}: no live owner, cleaning it up`);
+    await stopStrayMachines(`${jobDir(settings, id)}/`);
+    await cleanupJob(settings, id);
+    cleaned.push(id);
+  }
+  return cleaned;
+}
+
+function cmdlineOf(pid: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Kills systemd-nspawn processes whose command line names a path under
+ * prefix: machines whose record never learned their PID (prepare killed
+ * between starting nspawn and writing it down) or whose record is gone.
+ */
+export async function stopStrayMachines(prefix: string): Promise<number> {
+  let stopped = 0;
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    const cmdline = cmdlineOf(pid);
+    if (!cmdline.startsWith('systemd-nspawn ') || !cmdline.includes(prefix)) continue;
+    const nspawnPid = Number(pid);
+    const startTime = startTimeOf(nspawnPid);
+    for (const child of childrenOf(nspawnPid)) signal(child, 'SIGKILL');
+    if (!(await waitForExit(nspawnPid, startTime, 5000))) signal(nspawnPid, 'SIGKILL');
+    stopped++;
+  }
+  return stopped;
+}
+
+export interface GcReport {
+  jobs: string[];
+  strayMachines: number;
+  staging: string[];
+  /** Image versions no job or machine uses any more, as NAME/VERSION. */
+  versions: string[];
+}
+
+/** The full collection, for the gc command and its timer. */
+export async function collectGarbage(settings: Settings): Promise<GcReport> {
+  const jobs = await sweepOrphanedJobs(settings);
+  // Machines of jobs whose directory is already gone.
+  const live = new Set(jobIds(settings));
+  let strayMachines = 0;
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    const match = new RegExp(`${escapeRegExp(jobsDir(settings))}/([^/ ]+)/`).exec(cmdlineOf(pid));
+    if (match && !live.has(match[1]!)) strayMachines += await stopStrayMachines(`${jobsDir(settings)}/${match[1]}/`);
+  }
+  const staging = await sweepStaging(settings);
+  const versions = await sweepImageVersions(settings);
+  return { jobs, strayMachines, staging, versions };
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Marks a staging directory as owned by this process, for sweepStaging. */
+export function claimStaging(dir: string): void {
+  writeFileSync(`${dir}/.owner`, `${process.pid} ${startTimeOf(process.pid) ?? ''}\n`);
+}
+
+/**
+ * Old image versions whose last user ended without a cleanup, and versions
+ * a crashed maintenance left half-made: whatever no job or machine uses,
+ * for every image nobody is changing right now (image-retire.mts).
+ */
+async function sweepImageVersions(settings: Settings): Promise<string[]> {
+  let names: string[];
+  try {
+    names = readdirSync(imagesDir(settings)).filter(isImageName);
+  } catch {
+    return [];
+  }
+  const { removeUnusedVersionsQuietly } = await import('./image-retire.mts');
+  const removed: string[] = [];
+  for (const name of names) removed.push(...(await removeUnusedVersionsQuietly(settings, name)).map((version) => `${name}/${version}`));
+  return removed;
+}
+
+/** Half-made images whose creating process is gone. */
+async function sweepStaging(settings: Settings): Promise<string[]> {
+  const staging = `${settings.root}/.staging`;
+  let entries: string[];
+  try {
+    entries = readdirSync(staging);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const entry of entries) {
+    const dir = `${staging}/${entry}`;
+    let owner: string[] = [];
+    try {
+      owner = readFileSync(`${dir}/.owner`, 'utf8').trim().split(' ');
+    } catch {
+      // no owner file: judged by age below
+    }
+    const alive = owner[0]
+      ? isRunning(Number(owner[0]), owner[1] || undefined)
+      : Date.now() - statSync(dir).mtimeMs < unrecordedGraceMs;
+    if (alive) continue;
+    log.info(`removing the half-made image ${dir}`);
+    await removeTree(dir);
+    removed.push(entry);
+  }
+  return removed;
+}
