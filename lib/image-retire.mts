@@ -24,7 +24,8 @@ function recordPrefixes(settings: Settings, name: string): { stores: string[]; p
   } catch {
     // no state directory yet: no records either
   }
-  return { stores: roots.map((root) => `${root}/.images/${name}/`), plains: roots.map((root) => `${root}/${name}`) };
+  const unique = [...new Set(roots)];
+  return { stores: unique.map((root) => `${root}/.images/${name}/`), plains: unique.map((root) => `${root}/${name}`) };
 }
 
 /**

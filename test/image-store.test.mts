@@ -1,7 +1,7 @@
 // The versioned store on plain directories (no root, no machines): layouts,
 // publishing, migration, the lock, and which versions may be deleted.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { afterEach, beforeEach, describe, test } from 'node:test';
@@ -105,6 +105,22 @@ describe('the store on disk', () => {
     rmSync(`${root}/.jobs/7`, { recursive: true });
     assert.deepEqual(await removeUnusedVersions(settings, 'img'), [used]);
     assert.ok(existsSync(`${root}/.images/img/image.json`));
+  });
+
+  test('a version a machine without a job record runs on (build shell, ssh session) is kept too', async () => {
+    const old = addVersion('img', newVersionName(new Date('2025-01-01T00:00:00Z')));
+    publishVersion(settings, 'img', addVersion('img'));
+    // What /proc shows of `systemd-nspawn --directory=<version> ...`, without starting a machine.
+    const machine = spawn('sh', ['-c', 'sleep 60; :', `--directory=${root}/.images/img/${old}`], { argv0: 'systemd-nspawn', stdio: 'ignore' });
+    try {
+      await new Promise((resolve) => machine.once('spawn', resolve));
+      assert.deepEqual(versionsInUse(settings, 'img').get(old), [`pid ${machine.pid}`]);
+      assert.deepEqual(await removeUnusedVersions(settings, 'img'), []);
+    } finally {
+      machine.kill('SIGKILL');
+      await new Promise((resolve) => machine.once('exit', resolve));
+    }
+    assert.deepEqual(await removeUnusedVersions(settings, 'img'), [old]);
   });
 
   test('a state directory reached through a symlink: records hold real paths, and still count', async () => {
