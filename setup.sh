@@ -6,9 +6,10 @@ cd "$(dirname "$(readlink -f "$0")")"
 
 # systemd-container: systemd-nspawn, machinectl; util-linux: nsenter;
 # debootstrap/mmdebstrap/eatmydata: image creation; btrfs-progs: the btrfs
-# backend; ansible-core: image maintenance; busybox-static: the tests' tiny image;
-# sudo: build shells for people; python3: the crash tests' stand-in runner.
-packages=(systemd-container util-linux debootstrap mmdebstrap eatmydata btrfs-progs ansible-core busybox-static git sudo python3)
+# backend; ansible (ansible-core and community.general, whose chroot connection
+# image playbooks run through): image maintenance; busybox-static: the tests' tiny
+# image; sudo: build shells for people; python3: the crash tests' stand-in runner.
+packages=(systemd-container util-linux debootstrap mmdebstrap eatmydata btrfs-progs ansible busybox-static git sudo python3)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "setup.sh: run as root (it installs Debian packages)" >&2

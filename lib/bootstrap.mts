@@ -1,13 +1,14 @@
-// Creating images: a Debian tree made by debootstrap (or mmdebstrap) in a
-// temporary directory of the state directory, renamed into place only when
-// complete, so a failed or interrupted create leaves nothing half-made.
-import { existsSync, mkdirSync, mkdtempSync, realpathSync, renameSync } from 'node:fs';
+// Making Debian trees: debootstrap (or mmdebstrap) argv, the settings that
+// feed it and where each comes from. Where a new tree goes and when it is
+// published is the image store's business (image-store.mts, lifecycle.mts).
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, renameSync, rmSync } from 'node:fs';
 import { JobError, SystemError } from './errors.mts';
 import { check, run } from './exec.mts';
 import { claimStaging } from './gc.mts';
 import { imagePath, validateImageName } from './image.mts';
 import { listJobRecords } from './job.mts';
 import { log } from './log.mts';
+import type { PlaybookVars } from './playbook.mts';
 import { createSubvolume, isBtrfs, isSubvolume } from './btrfs.mts';
 import { removeTree } from './mounts.mts';
 import type { Settings } from './settings.mts';
@@ -62,47 +63,68 @@ export function buildBootstrapArgs(options: BootstrapOptions, target: string, ea
   return argv;
 }
 
-async function haveCommand(name: string): Promise<boolean> {
+export async function haveCommand(name: string): Promise<boolean> {
   return (await run(['sh', '-c', 'command -v "$1"', 'sh', name])).code === 0;
 }
 
+/** Where each creation setting can come from, strongest first. */
+export interface CreateSources {
+  commandLine?: Partial<BootstrapOptions>;
+  playbook?: PlaybookVars;
+  /** How the image was made last time: a recreate keeps it unless told otherwise. */
+  recorded?: Partial<BootstrapOptions>;
+}
+
 /**
- * Bootstraps image NAME. The tree is built next to its final place (same
- * filesystem, so the final rename is atomic) and removed on any failure.
+ * Settings for a new image: each from the command line, else the playbook,
+ * else the previous creation, else the default. The suite falls back to
+ * fallbackSuite (chroot-create) or is required (unattended maintenance: an
+ * image silently made from unstable would surprise).
  */
-export async function createImage(settings: Settings, name: string, options: BootstrapOptions): Promise<string> {
-  const target = imagePath(settings, validateImageName(name));
-  if (existsSync(target)) throw new JobError(`image "${name}" already exists at ${target}`, `remove it first, or pick another name`);
+export function resolveCreateOptions(sources: CreateSources, suiteFallback: string | undefined): BootstrapOptions {
+  const layers = [sources.commandLine ?? {}, sources.playbook ?? {}, sources.recorded ?? {}];
+  const pick = <K extends keyof BootstrapOptions>(key: K): BootstrapOptions[K] | undefined =>
+    layers.map((layer) => (layer as Partial<BootstrapOptions>)[key]).find((value) => value !== undefined);
+  const suite = pick('suite') ?? suiteFallback;
+  if (suite === undefined) {
+    throw new SystemError('no suite to bootstrap from', 'set nspawn_runner_chroot_suite in the image\'s playbook, or run chroot-create --suite');
+  }
+  const options: BootstrapOptions = {
+    suite,
+    packages: pick('packages') ?? [],
+    bootstrapper: pick('bootstrapper') ?? 'debootstrap',
+  };
+  for (const key of ['mirror', 'arch', 'components'] as const) {
+    const value = pick(key);
+    if (value !== undefined) (options as unknown as Record<string, unknown>)[key] = value;
+  }
+  return validateBootstrapOptions(options);
+}
+
+/**
+ * Bootstraps a Debian tree at target, which must not exist yet; the caller
+ * removes it when this throws. On btrfs the tree is a subvolume, so jobs can
+ * run on snapshots of it.
+ */
+export async function bootstrapTree(target: string, options: BootstrapOptions, label: string): Promise<void> {
+  validateBootstrapOptions(options);
   if (!(await haveCommand(options.bootstrapper))) {
     throw new SystemError(`${options.bootstrapper} not found`, `install the Debian package ${options.bootstrapper}`);
   }
-  const staging = `${settings.root}/.staging`;
-  mkdirSync(staging, { recursive: true, mode: 0o700 });
-  const workDir = mkdtempSync(`${staging}/${name}.`);
-  claimStaging(workDir);
-  const tree = `${workDir}/tree`;
-  // On btrfs an image is a subvolume, so jobs can run on snapshots of it.
-  // Both bootstrappers accept an existing empty target.
-  if (isBtrfs(staging)) await createSubvolume(tree);
-  else if (options.bootstrapper === 'mmdebstrap') mkdirSync(tree);
-  const interrupted = () => log.warn(`interrupted: removing the partial image in ${workDir}`);
-  process.once('SIGINT', interrupted).once('SIGTERM', interrupted);
-  try {
-    const argv = buildBootstrapArgs(options, tree, await haveCommand('eatmydata'));
-    log.info(`creating image ${name}: ${options.bootstrapper} ${options.suite}${options.arch ? ` (${options.arch})` : ''}; progress follows`);
-    // Progress goes to stderr: stdout is reserved for machine-readable output.
-    const result = await run(argv, { stdio: ['ignore', 2, 2] });
-    if (result.code !== 0 || result.signal) {
-      throw new SystemError(`${options.bootstrapper} failed for image ${name} (${result.signal ?? `exit ${result.code}`})`,
-        'see its output above; check the suite, mirror and network');
-    }
-    renameSync(tree, target);
-    log.info(`image ${name} created at ${target}`);
-    return target;
-  } finally {
-    process.off('SIGINT', interrupted).off('SIGTERM', interrupted);
-    await removeTree(workDir);
+  // Both bootstrappers accept an existing empty target; mmdebstrap wants one.
+  if (isBtrfs(target.slice(0, target.lastIndexOf('/')))) await createSubvolume(target);
+  else if (options.bootstrapper === 'mmdebstrap') mkdirSync(target);
+  const argv = buildBootstrapArgs(options, target, await haveCommand('eatmydata'));
+  log.info(`${label}: ${options.bootstrapper} ${options.suite}${options.arch ? ` (${options.arch})` : ''}; progress follows`);
+  // Progress goes to stderr: stdout is reserved for machine-readable output.
+  const result = await run(argv, { stdio: ['ignore', 2, 2] });
+  if (result.code !== 0 || result.signal) {
+    throw new SystemError(`${options.bootstrapper} failed for ${label} (${result.signal ?? `exit ${result.code}`})`,
+      'see its output above; check the suite, mirror, architecture and network');
   }
+  // debootstrap copies the build host's /etc/hostname; a booted machine
+  // would then call itself after the host instead of run-<job id>.
+  rmSync(`${target}/etc/hostname`, { force: true });
 }
 
 /**

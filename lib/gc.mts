@@ -5,6 +5,7 @@
 // was killed mid-stage, the host rebooted, or cleanup never came.
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { hostByName } from './host/select.mts';
+import { imagesDir, isImageName } from './image.mts';
 import { jobDir, listJobRecords, readJobRecord, type JobRecord } from './job.mts';
 import { log } from './log.mts';
 import { cleanupJob } from './machine.mts';
@@ -105,6 +106,8 @@ export interface GcReport {
   jobs: string[];
   strayMachines: number;
   staging: string[];
+  /** Image versions no job or machine uses any more, as NAME/VERSION. */
+  versions: string[];
 }
 
 /** The full collection, for the gc command and its timer. */
@@ -118,7 +121,8 @@ export async function collectGarbage(settings: Settings): Promise<GcReport> {
     if (match && !live.has(match[1]!)) strayMachines += await stopStrayMachines(`${jobsDir(settings)}/${match[1]}/`);
   }
   const staging = await sweepStaging(settings);
-  return { jobs, strayMachines, staging };
+  const versions = await sweepImageVersions(settings);
+  return { jobs, strayMachines, staging, versions };
 }
 
 function escapeRegExp(text: string): string {
@@ -128,6 +132,24 @@ function escapeRegExp(text: string): string {
 /** Marks a staging directory as owned by this process, for sweepStaging. */
 export function claimStaging(dir: string): void {
   writeFileSync(`${dir}/.owner`, `${process.pid} ${startTimeOf(process.pid) ?? ''}\n`);
+}
+
+/**
+ * Old image versions whose last user ended without a cleanup, and versions
+ * a crashed maintenance left half-made: whatever no job or machine uses,
+ * for every image nobody is changing right now (image-retire.mts).
+ */
+async function sweepImageVersions(settings: Settings): Promise<string[]> {
+  let names: string[];
+  try {
+    names = readdirSync(imagesDir(settings)).filter(isImageName);
+  } catch {
+    return [];
+  }
+  const { removeUnusedVersionsQuietly } = await import('./image-retire.mts');
+  const removed: string[] = [];
+  for (const name of names) removed.push(...(await removeUnusedVersionsQuietly(settings, name)).map((version) => `${name}/${version}`));
+  return removed;
 }
 
 /** Half-made images whose creating process is gone. */

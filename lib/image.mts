@@ -1,7 +1,9 @@
-// Image names and the image store. Images are plain subdirectories of the
-// state directory (as in the original nspawn-runner), so one made by hand or
-// by the original works. Names come from CI users: validate before any use.
-import { readdirSync, statSync, realpathSync } from 'node:fs';
+// Image names and where a job finds its image. Image NAME is <root>/NAME:
+// a plain directory (made by hand or by the original nspawn-runner), or a
+// symlink into the versioned store <root>/.images/NAME/ (image-store.mts).
+// Either way a job resolves it to a real path once, at prepare, and keeps
+// that version. Names come from CI users: validate before any use.
+import { existsSync, lstatSync, readdirSync, statSync, realpathSync } from 'node:fs';
 import { JobError } from './errors.mts';
 import type { Settings } from './settings.mts';
 
@@ -15,6 +17,10 @@ export function validateImageName(name: string): string {
   const problem = imageNameProblem(name);
   if (problem) throw new JobError(`invalid image name ${JSON.stringify(name)}: ${problem}`);
   return name;
+}
+
+export function isImageName(name: string): boolean {
+  return imageNameProblem(name) === undefined;
 }
 
 function imageNameProblem(name: string): string | undefined {
@@ -74,12 +80,47 @@ export function imagePath(settings: Settings, name: string): string {
   return `${settings.root}/${validateImageName(name)}`;
 }
 
+/** The versioned store of every image: a dot-directory, so never an image itself. */
+export function imagesDir(settings: Settings): string {
+  return `${settings.root}/.images`;
+}
+
+/** Where the versions of image NAME live. */
+export function imageStoreDir(settings: Settings, name: string): string {
+  return `${imagesDir(settings)}/${validateImageName(name)}`;
+}
+
+/** Beside a version the store marks for deletion: prepare must not start on it. */
+export function retiredMarker(versionPath: string): string {
+  return `${versionPath}.retired`;
+}
+
+/**
+ * Whether a resolved image path can still be used, checked after the job
+ * record naming it is written. Old versions are deleted only when no job
+ * record names them: a version marked retired, gone, or a plain image that
+ * became a symlink since it was resolved must be resolved again.
+ */
+export function isServedImagePath(path: string): boolean {
+  try {
+    return lstatSync(path).isDirectory() && !existsSync(retiredMarker(path));
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The directory a new machine of this image starts from. Resolved to its real
  * path once, at prepare, so a job keeps the image version it started with.
  */
 export function resolveImage(settings: Settings, name: string): string {
   const path = imagePath(settings, name);
+  // A plain image moving into the store is missing for the instant between
+  // two renames (a directory cannot be replaced by a symlink atomically):
+  // look again before calling it missing. Only the failure path waits.
+  for (let attempt = 0; attempt < 10 && !isDirectory(path) && existsSync(imageStoreDir(settings, name)); attempt++) {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+  }
   if (!isDirectory(path)) {
     const available = listImageNames(settings);
     throw new JobError(

@@ -36,6 +36,8 @@ export interface JobRecord {
   backend: BackendName;
   host: HostName;
   createdAt: string;
+  /** --personality of the machine (x86 for i386 images): stages entered with nsenter need it too. */
+  personality?: string;
   /** 'preparing' until the machine is ready; gc leaves a job alone while its preparer lives. */
   state: 'preparing' | 'running';
   /** The prepare process, and the process that ran it (gitlab-runner): the job lives while they do. */

@@ -5,7 +5,7 @@ import { accessSync, closeSync, constants, existsSync, fstatSync, mkdirSync, ope
 import { reportBuildExitCode } from './contract.mts';
 import { ScriptFailed, SystemError } from './errors.mts';
 import { chooseHostName, hostByName } from './host/select.mts';
-import { checkImageAllowed, imageNameFromReference, resolveImage } from './image.mts';
+import { checkImageAllowed, imageNameFromReference, imageStoreDir, isServedImagePath, resolveImage } from './image.mts';
 import {
   claimJobDir, jobDir, machineName, readJobRecord, removeJobDir, requireJobRecord, writeJobRecord,
   type JobRecord,
@@ -13,6 +13,7 @@ import {
 import { log } from './log.mts';
 import { owningAncestorOf, startTimeOf } from './proc.mts';
 import { buildNspawnArgs, systemdVersion } from './nspawn.mts';
+import { imagePersonality } from './personality.mts';
 import { buildsDir, cacheDir, type Settings } from './settings.mts';
 import { buildShares, findRunnerBinary } from './shares.mts';
 import { runScriptInMachine } from './stage.mts';
@@ -49,7 +50,17 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
   try {
     // Written before anything is started, so cleanup can always undo it.
     writeJobRecord(dir, record);
-    const storageArgs = await backend.prepare(imagePath, dir);
+    // The record pins the version: old versions are deleted only when no
+    // record names them (image-store.mts). One that was retired between the
+    // resolve and the write is resolved again.
+    for (let attempt = 1; !isServedImagePath(record.imagePath); attempt++) {
+      if (attempt > 3) throw new SystemError(`image ${image} keeps changing under prepare`, 'retry; is a maintenance looping?');
+      record = { ...record, imagePath: resolveImage(settings, image) };
+      writeJobRecord(dir, record);
+    }
+    const personality = imagePersonality(record.imagePath);
+    if (personality) writeJobRecord(dir, record = { ...record, personality });
+    const storageArgs = await backend.prepare(record.imagePath, dir);
     if (settings.privateUsers && storageArgs.some((arg) => arg.startsWith('--overlay='))) {
       // nspawn can idmap a plain directory (a btrfs snapshot) but not an
       // overlay root, and chown-ing would copy up the whole image.
@@ -68,11 +79,12 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
       systemdVersion: await systemdVersion(),
       network: settings.network,
       privateUsers: settings.privateUsers,
+      personality,
     });
     record = await host.start({
       nspawnArgs,
       jobDir: dir,
-      imagePath,
+      imagePath: record.imagePath,
       boot,
       readyTimeoutMs: settings.readyTimeoutSeconds * 1000,
       limits: settings.limits,
@@ -115,7 +127,7 @@ export async function runStage(settings: Settings, request: StageRequest): Promi
   let code: number;
   try {
     if (!fstatSync(scriptFd).isFile()) throw new SystemError(`script ${request.scriptPath} is not a regular file`);
-    ({ code } = await runScriptInMachine(leader, scriptFd, `${jobDir(settings, request.jobId)}/output`, request.shell));
+    ({ code } = await runScriptInMachine(leader, scriptFd, `${jobDir(settings, request.jobId)}/output`, request.shell, record.personality));
   } finally {
     closeSync(scriptFd);
   }
@@ -142,6 +154,12 @@ export async function cleanupJob(settings: Settings, jobId: string): Promise<boo
   }
   await removeJobDir(settings, jobId);
   log.verbose(`job ${jobId}: cleaned up`);
+  // The last job on an old version of its image deletes it.
+  if (record && existsSync(imageStoreDir(settings, record.image))) {
+    const { removeUnusedVersionsQuietly } = await import('./image-retire.mts');
+    await removeUnusedVersionsQuietly(settings, record.image).catch((error: Error) =>
+      log.warn(`removing unused versions of image ${record.image}: ${error.message}`));
+  }
   return true;
 }
 

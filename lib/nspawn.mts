@@ -65,6 +65,41 @@ export function buildNspawnArgs(options: NspawnOptions): string[] {
   return args;
 }
 
+export interface ImageNspawnOptions {
+  /** interactive for a person at a terminal, pipe for ansible and scripted commands. */
+  console: 'interactive' | 'pipe';
+  personality?: string;
+  /** The image's name: the container's hostname, instead of the version directory's. */
+  image?: string;
+}
+
+/** An image name as a host name: "_" and "+" are not allowed there (RFC 1123). */
+export function hostnameFor(image: string): string {
+  return image.replace(/[^A-Za-z0-9.-]/g, '-').slice(0, 63).replace(/^[.-]+|[.-]+$/g, '') || 'image';
+}
+
+/**
+ * Flags for a container of an image tree itself (maintenance, chroot-login):
+ * one command, no machine kept. --register=no --keep-unit work with and
+ * without systemd as PID 1 (without it there is no bus to register on).
+ */
+export function imageNspawnFlags(options: ImageNspawnOptions): string[] {
+  return [
+    '--quiet',
+    `--console=${options.console}`,
+    '--register=no',
+    '--keep-unit',
+    '--link-journal=no',
+    ...(options.image ? [`--machine=${hostnameFor(options.image)}`] : []),
+    ...(options.personality ? [`--personality=${options.personality}`] : []),
+  ];
+}
+
+/** A shell (or command) in the image tree at directory. */
+export function buildImageShellArgs(directory: string, options: ImageNspawnOptions, command: readonly string[] = []): string[] {
+  return ['systemd-nspawn', ...imageNspawnFlags(options), `--directory=${directory}`, ...(command.length ? ['--', ...command] : [])];
+}
+
 function networkArgs(network: NetworkChoice): string[] {
   if (network === 'private') return ['--private-network'];
   if (network === 'veth') return ['--network-veth'];

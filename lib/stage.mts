@@ -12,6 +12,7 @@ import { closeSync, fstatSync, ftruncateSync, openSync, readSync, watch, type FS
 import { constants } from 'node:os';
 import { missingBinaryError, shellJoin } from './exec.mts';
 import { log, writeAll } from './log.mts';
+import { setarchPrefix } from './personality.mts';
 import { isStopped, processGroupMembers, signal } from './proc.mts';
 
 /** The environment inside the machine: the script's own, never the host's. */
@@ -24,9 +25,13 @@ export const machineEnv: Readonly<Record<string, string>> = {
   container: 'systemd-nspawn',
 };
 
-/** Enters every namespace of the machine's PID 1, with its root and working directory. */
-export function buildEnterArgs(leaderPid: number, command: readonly string[]): string[] {
-  return ['nsenter', `--target=${leaderPid}`, '--all', '--root', '--wd', '--', ...command];
+/**
+ * Enters every namespace of the machine's PID 1, with its root and working
+ * directory. A personality is not a namespace: nsenter keeps the host's, so
+ * stages of an i386 machine get theirs from setarch, as nspawn gave PID 1.
+ */
+export function buildEnterArgs(leaderPid: number, command: readonly string[], personality?: string): string[] {
+  return [...setarchPrefix(personality), 'nsenter', `--target=${leaderPid}`, '--all', '--root', '--wd', '--', ...command];
 }
 
 /**
@@ -54,8 +59,9 @@ export async function runScriptInMachine(
   scriptFd: number,
   outputPath: string,
   shell: string,
+  personality?: string,
 ): Promise<StageResult> {
-  const argv = buildEnterArgs(leaderPid, buildScriptCommand(shell));
+  const argv = buildEnterArgs(leaderPid, buildScriptCommand(shell), personality);
   log.debug(`+ ${shellJoin(argv)} 3<script >>${outputPath}`);
   const outputFd = openSync(outputPath, 'a', 0o600);
   ftruncateSync(outputFd);

@@ -1,11 +1,11 @@
 // sample-job: the README's first command. Runs a sample CI job through every
 // stage on the default image, creating that image first if it is missing.
 import { existsSync, realpathSync } from 'node:fs';
-import { createImage } from '../lib/bootstrap.mts';
 import { main } from '../lib/cli.mts';
 import { imagePath } from '../lib/image.mts';
 import { runSampleJob } from '../lib/sample-job.mts';
 import { ensureRunnerDirs } from '../lib/machine.mts';
+import { createImage } from '../lib/maintenance.mts';
 
 await main({
   name: 'sample-job',
@@ -23,7 +23,7 @@ await main({
   const image = args.image ?? settings.defaultImage ?? 'bookworm';
   ensureRunnerDirs(settings);
   if (!existsSync(imagePath(settings, image))) {
-    await createImage(settings, image, { suite: args.suite ?? image, packages: [], bootstrapper: 'debootstrap' });
+    await createImage(settings, image, { suite: args.suite ?? image });
   }
   const globalArgs = [`--root=${settings.root}`, ...(args.verbose ? ['--verbose'] : []), ...(args.debug ? ['--debug'] : [])];
   if (args.config) globalArgs.push(`--config=${args.config}`);

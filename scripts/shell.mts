@@ -6,6 +6,7 @@ import { SystemError, UsageError } from '../lib/errors.mts';
 import { missingBinaryError, shellJoin } from '../lib/exec.mts';
 import { checkImageAllowed, resolveImage, validateImageName } from '../lib/image.mts';
 import { log } from '../lib/log.mts';
+import { imagePersonality } from '../lib/personality.mts';
 import { buildShellArgs, checkTrustedPath, invokingUserName, lookupUser, shellMachineName, type ShellBind } from '../lib/shell.mts';
 import { parseChoice } from '../lib/settings.mts';
 
@@ -46,6 +47,7 @@ await main({
     command: (args['--'] ?? []).map(String),
     machine: shellMachineName(user.name, process.pid),
     interactive: Boolean(process.stdin.isTTY),
+    personality: imagePersonality(imagePath),
     term: process.env.TERM,
   });
   log.debug(`+ ${shellJoin(argv)}`);

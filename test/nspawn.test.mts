@@ -52,6 +52,8 @@ test('paths with colons are escaped for --overlay and --bind', () => {
 test('stages enter every namespace of the machine leader', () => {
   assert.deepEqual(buildEnterArgs(4242, ['/bin/bash', '/dev/fd/3']),
     ['nsenter', '--target=4242', '--all', '--root', '--wd', '--', '/bin/bash', '/dev/fd/3']);
+  assert.deepEqual(buildEnterArgs(4242, ['/bin/bash'], 'x86'),
+    ['setarch', 'i686', '--', 'nsenter', '--target=4242', '--all', '--root', '--wd', '--', '/bin/bash']);
 });
 
 test('the stage script is copied from fd 3 into the machine, then run by the shell', () => {
