@@ -25,9 +25,12 @@ describe('isolation', () => {
     configDir = mkdtempSync(`${tmpdir()}/nsr-conf-`);
   });
   after(async () => {
-    await state.dispose();
-    scratch.dispose();
-    rmSync(configDir, { recursive: true, force: true });
+    try {
+      await state?.dispose();
+    } finally {
+      scratch?.dispose();
+      if (configDir) rmSync(configDir, { recursive: true, force: true });
+    }
   });
 
   test('private network: only loopback, and parallel jobs bind the same port', async () => {

@@ -18,9 +18,9 @@ for (const backend of ['overlay', 'tmpfs', 'btrfs'] as const) describe(`stages o
     if (backend === 'btrfs') scratch = mountScratchBtrfs();
     state = await StateFixture.withBusybox(['--backend', backend], scratch?.mountPoint);
   });
+  // The scratch filesystem goes even when the fixture never came up.
   after(async () => {
-    await state.dispose();
-    scratch?.dispose();
+    try { await state?.dispose(); } finally { scratch?.dispose(); }
   });
 
   test('config prints only the executor JSON', async () => {

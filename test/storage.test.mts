@@ -49,9 +49,12 @@ describe('storage on real filesystems', () => {
     }
   });
   after(async () => {
-    await btrfsState.dispose();
-    await extState.dispose();
-    scratch.dispose();
+    try {
+      await btrfsState?.dispose();
+      await extState?.dispose();
+    } finally {
+      scratch?.dispose();
+    }
   });
 
   const cases = [
