@@ -2,6 +2,7 @@
 // strings; each is logged shell-quoted at debug level before it runs, so a
 // failing step can be replayed by hand.
 import { spawn, type SpawnOptions, type StdioOptions } from 'node:child_process';
+import { constants } from 'node:os';
 import { SystemError } from './errors.mts';
 import { log } from './log.mts';
 
@@ -78,4 +79,19 @@ export async function check(argv: readonly string[], options: RunOptions = {}): 
     throw new SystemError(`${argv[0]} ${how}${detail ? `: ${detail}` : ''}`);
   }
   return result;
+}
+
+/**
+ * Runs argv on our own stdin/stdout/stderr (a person's terminal, an ssh
+ * connection), with a clean environment, passing our termination signals on.
+ * Resolves to its exit code, 128 + N when signal N ended it.
+ */
+export function runAttached(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
+  log.debug(`+ ${shellJoin(argv)}`);
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: 'inherit', env });
+  for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(name, () => child.kill(name));
+  return new Promise((resolve, reject) => {
+    child.on('error', (error: NodeJS.ErrnoException) => reject(error.code === 'ENOENT' ? missingBinaryError(argv[0]!) : error));
+    child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0)));
+  });
 }

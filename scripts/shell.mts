@@ -1,11 +1,9 @@
 // shell: a throw-away copy of a CI image for a person, as themselves, via sudo.
-import { spawn } from 'node:child_process';
 import { realpathSync, statSync } from 'node:fs';
 import { main } from '../lib/cli.mts';
 import { SystemError, UsageError } from '../lib/errors.mts';
-import { missingBinaryError, shellJoin } from '../lib/exec.mts';
+import { runAttached } from '../lib/exec.mts';
 import { checkImageAllowed, resolveImage, validateImageName } from '../lib/image.mts';
-import { log } from '../lib/log.mts';
 import { imagePersonality } from '../lib/personality.mts';
 import { buildShellArgs, checkTrustedPath, invokingUserName, lookupUser, shellMachineName, type ShellBind } from '../lib/shell.mts';
 import { parseChoice } from '../lib/settings.mts';
@@ -50,12 +48,6 @@ await main({
     personality: imagePersonality(imagePath),
     term: process.env.TERM,
   });
-  log.debug(`+ ${shellJoin(argv)}`);
   // nspawn gets a clean environment: nothing of the caller's leaks in but TERM.
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: 'inherit', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => child.kill(signal));
-  return new Promise<number>((resolve, reject) => {
-    child.on('error', (error: NodeJS.ErrnoException) => reject(error.code === 'ENOENT' ? missingBinaryError(argv[0]!) : error));
-    child.on('exit', (code, signal) => resolve(code ?? 128 + (signal === 'SIGKILL' ? 9 : 15)));
-  });
+  return runAttached(argv, { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' });
 });

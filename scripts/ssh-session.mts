@@ -1,11 +1,10 @@
 // ssh-session: one ssh connection's machine, started by the ssh-units service.
-import { spawn } from 'node:child_process';
 import { main } from '../lib/cli.mts';
 import { UsageError } from '../lib/errors.mts';
-import { missingBinaryError, shellJoin } from '../lib/exec.mts';
+import { runAttached } from '../lib/exec.mts';
 import { checkImageAllowed, resolveImage, validateImageName } from '../lib/image.mts';
-import { log } from '../lib/log.mts';
 import { detectHostName } from '../lib/host/select.mts';
+import { imagePersonality } from '../lib/personality.mts';
 import { lookupUser } from '../lib/shell.mts';
 import { readFileSync } from 'node:fs';
 import { buildSshSessionArgs, sshMachineName } from '../lib/ssh-units.mts';
@@ -28,12 +27,7 @@ await main({
     imagePath, user, authorizedKeys: keys,
     machine: sshMachineName(name, process.pid),
     register: detectHostName() === 'systemd',
+    personality: imagePersonality(imagePath),
   });
-  log.debug(`+ ${shellJoin(argv)}`);
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: 'inherit', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
-  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => child.kill(signal));
-  return new Promise<number>((resolve, reject) => {
-    child.on('error', (error: NodeJS.ErrnoException) => reject(error.code === 'ENOENT' ? missingBinaryError(argv[0]!) : error));
-    child.on('exit', (code) => resolve(code ?? 1));
-  });
+  return runAttached(argv, { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' });
 });
