@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { StateFixture } from './support/fixture.mts';
 import { makeBusyboxImage } from './support/images.mts';
 import { leftoversOf } from './support/leftovers.mts';
-import { buildFailure, runner, systemFailure } from './support/runner.mts';
+import { buildFailure, repoRoot, runner, systemFailure } from './support/runner.mts';
 
 const oneLine = (text: string) => text.trim().split('\n').length === 1;
 
@@ -78,13 +78,20 @@ describe('hostile and broken input', () => {
   });
 
   test('no root', async () => {
-    for (const command of [['prepare', '--id', '2', 'busybox'], ['run', '--id', '2', '/dev/null'], ['cleanup', '--id', '2'], ['chroot-create', 'x'], ['gc']]) {
-      const result = await runner(['--root', state.root, ...command], {
-        asUser: 65534,
-      });
-      tried.push(`no root: ${command[0]}`);
-      assert.equal(result.code, systemFailure, `${command[0]}: ${result.stderr}`);
-      assert.match(result.stderr, new RegExp(`${command[0]} must run as root`));
+    // An installation nobody can read: the checkout may sit in a private
+    // directory, so a copy of the bundled entry point goes where nobody can.
+    const install = mkdtempSync(`${tmpdir()}/nsr-install-`);
+    try {
+      execFileSync('cp', ['-a', `${repoRoot}/bin`, `${repoRoot}/dist`, install]);
+      execFileSync('chmod', ['-R', 'a+rX', install]);
+      for (const command of [['prepare', '--id', '2', 'busybox'], ['run', '--id', '2', '/dev/null'], ['cleanup', '--id', '2'], ['chroot-create', 'x'], ['gc']]) {
+        const result = await runner(['--root', state.root, ...command], { asUser: 65534, executable: `${install}/bin/nspawn-runner` });
+        tried.push(`no root: ${command[0]}`);
+        assert.equal(result.code, systemFailure, `${command[0]}: ${result.stderr}`);
+        assert.match(result.stderr, new RegExp(`${command[0]} must run as root`));
+      }
+    } finally {
+      rmSync(install, { recursive: true, force: true });
     }
   });
 

@@ -3,7 +3,8 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-export const executable = fileURLToPath(new URL('../../bin/nspawn-runner', import.meta.url));
+export const repoRoot = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
+export const executable = `${repoRoot}/bin/nspawn-runner`;
 
 export interface RunnerResult {
   code: number;
@@ -17,6 +18,8 @@ export interface RunnerOptions {
   stream?: boolean;
   /** Run as this uid instead of root (through setpriv). */
   asUser?: number;
+  /** Another copy of bin/nspawn-runner. */
+  executable?: string;
 }
 
 /** gitlab-runner's own values are 1 and 2; distinct ones prove they are read from the environment. */
@@ -25,9 +28,10 @@ export const systemFailure = 43;
 
 export function runner(args: string[], options: RunnerOptions = {}): Promise<RunnerResult> {
   return new Promise((resolve, reject) => {
+    const program = options.executable ?? executable;
     const argv = options.asUser
-      ? ['setpriv', `--reuid=${options.asUser}`, `--regid=${options.asUser}`, '--clear-groups', '--', executable, ...args]
-      : [executable, ...args];
+      ? ['setpriv', `--reuid=${options.asUser}`, `--regid=${options.asUser}`, '--clear-groups', '--', program, ...args]
+      : [program, ...args];
     const child = spawn(argv[0]!, argv.slice(1), {
       env: { ...process.env, BUILD_FAILURE_EXIT_CODE: String(buildFailure), SYSTEM_FAILURE_EXIT_CODE: String(systemFailure), ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
