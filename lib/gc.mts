@@ -10,7 +10,7 @@ import { jobDir, listJobRecords, readJobRecord, type JobRecord } from './job.mts
 import { log } from './log.mts';
 import { cleanupJob } from './machine.mts';
 import { removeTree } from './mounts.mts';
-import { childrenOf, isRunning, signal, startTimeOf, waitForExit } from './proc.mts';
+import { childrenOf, isRunning, nspawnProcesses, signal, startTimeOf, waitForExit } from './proc.mts';
 import { jobsDir, type Settings } from './settings.mts';
 
 export type JobHealth = 'preparing' | 'running' | 'orphaned';
@@ -75,14 +75,6 @@ export async function sweepOrphanedJobs(settings: Settings): Promise<string[]> {
   return cleaned;
 }
 
-function cmdlineOf(pid: string): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-  } catch {
-    return '';
-  }
-}
-
 /**
  * Kills systemd-nspawn processes whose command line names a path under
  * prefix: machines whose record never learned their PID (prepare killed
@@ -90,10 +82,8 @@ function cmdlineOf(pid: string): string {
  */
 export async function stopStrayMachines(prefix: string): Promise<number> {
   let stopped = 0;
-  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
-    const cmdline = cmdlineOf(pid);
-    if (!cmdline.startsWith('systemd-nspawn ') || !cmdline.includes(prefix)) continue;
-    const nspawnPid = Number(pid);
+  for (const { pid: nspawnPid, argv } of nspawnProcesses()) {
+    if (!argv.some((arg) => arg.includes(prefix))) continue;
     const startTime = startTimeOf(nspawnPid);
     for (const child of childrenOf(nspawnPid)) signal(child, 'SIGKILL');
     if (!(await waitForExit(nspawnPid, startTime, 5000))) signal(nspawnPid, 'SIGKILL');
@@ -116,8 +106,8 @@ export async function collectGarbage(settings: Settings): Promise<GcReport> {
   // Machines of jobs whose directory is already gone.
   const live = new Set(jobIds(settings));
   let strayMachines = 0;
-  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
-    const match = new RegExp(`${escapeRegExp(jobsDir(settings))}/([^/ ]+)/`).exec(cmdlineOf(pid));
+  for (const { argv } of nspawnProcesses()) {
+    const match = new RegExp(`${escapeRegExp(jobsDir(settings))}/([^/ ]+)/`).exec(argv.join(' '));
     if (match && !live.has(match[1]!)) strayMachines += await stopStrayMachines(`${jobsDir(settings)}/${match[1]}/`);
   }
   const staging = await sweepStaging(settings);

@@ -3,11 +3,12 @@
 // it (build shells and ssh sessions keep no record). prepare never locks, so
 // deletion first marks a version retired and then looks again (image.mts,
 // isServedImagePath): a prepare either is seen or sees the mark.
-import { existsSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { imageStoreDir, retiredMarker } from './image.mts';
 import { currentVersion, listVersions, releaseImage } from './image-store.mts';
 import { listJobRecords, type JobRecord } from './job.mts';
 import { tryLock } from './lock.mts';
+import { nspawnProcesses } from './proc.mts';
 import { log } from './log.mts';
 import { removeTree } from './mounts.mts';
 import type { Settings } from './settings.mts';
@@ -53,17 +54,6 @@ export function versionsInUse(settings: Settings, name: string, records: JobReco
     }
   }
   return users;
-}
-
-function nspawnProcesses(): Array<{ pid: string; argv: string[] }> {
-  return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).flatMap((pid) => {
-    try {
-      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      return argv[0]!.endsWith('systemd-nspawn') ? [{ pid, argv }] : [];
-    } catch {
-      return [];
-    }
-  });
 }
 
 /** Job records of the jobs running on image NAME, whichever version or layout. */

@@ -93,3 +93,11 @@ export function signal(pid: number, name: NodeJS.Signals): boolean {
     return false;
   }
 }
+
+/** Running systemd-nspawn processes with their argv: machines, maintenance containers, shells. */
+export function nspawnProcesses(): Array<{ pid: number; argv: string[] }> {
+  return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).flatMap((pid) => {
+    const argv = (readProc(`/proc/${pid}/cmdline`) ?? '').split('\0');
+    return argv[0]!.endsWith('systemd-nspawn') ? [{ pid: Number(pid), argv }] : [];
+  });
+}
