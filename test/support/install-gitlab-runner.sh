@@ -1,71 +1,96 @@
 #!/usr/bin/env bash
-# Builds the real gitlab-runner for the end-to-end tests from its Go module,
-# with the ordinary Go client, and caches the binary on the machine:
-#   $NSPAWN_RUNNER_TEST_CACHE/gitlab-runner-<version>/gitlab-runner
+# Builds the real gitlab-runner for the end-to-end tests from the source archive
+# in ../shared/gitlab-runner/ and caches the binary on the machine, keyed by the
+# archive's checksum:
+#   $NSPAWN_RUNNER_TEST_CACHE/gitlab-runner-<sha256 prefix>/gitlab-runner
 # (default cache /var/cache/nspawn-runner-tests). A cached binary is reused.
 #
-# Why not `go install module@version`: release tags carry no /vN suffix and
-# their versions are refused, and newer module versions carry a local
-# `replace` that `go install` rejects. So: `go mod download` the pinned
-# pseudo-version, copy its (read-only) module directory, and `go build`
-# there with the version flags its Makefile sets.
+# Why from an archive: the Go module proxy refuses the gitlab-runner module at
+# every release, but serves every dependency of v17.9.3. So the tree is built as
+# a main module, with the version flags its Makefile sets. CGO is off: a static
+# binary also runs inside any image it is shared into.
 #
-# Exit 0 and print the binary's path; exit 3 when gitlab-runner cannot be
-# built here (the module or one of its dependencies cannot be had), printing
-# why. The tests then skip what needs the real runner and say so.
+# Go: the first of PATH, /usr/local/go; else Debian's golang-go when it is 1.21
+# or later (it then fetches the toolchain go.mod asks for); else Go's own
+# toolchain module from the module proxy, bootstrapped by Debian's older Go.
+#
+# Prints the binary's path and exits 0, or exits non-zero with the reason.
 set -euo pipefail
 
-module=gitlab.com/gitlab-org/gitlab-runner
-# main of 2026-09-03, VERSION 19.4.0, go 1.26.5: the version the module proxy serves as @latest.
-version=v1.11.1-0.20260903214710-fc1f1862bd91
+here=$(dirname "$(readlink -f "$0")")
+source_dir=${NSPAWN_RUNNER_GITLAB_RUNNER_SOURCE:-$(readlink -f "$here/../../../shared/gitlab-runner")}
+archive=$source_dir/gitlab-runner-17.9.3-src.tar.gz
+version=17.9.3
+revision=f6927248
 cache=${NSPAWN_RUNNER_TEST_CACHE:-/var/cache/nspawn-runner-tests}
-dest=$cache/gitlab-runner-$version
-binary=$dest/gitlab-runner
 
+say() { echo "install-gitlab-runner: $*" >&2; }
+fail() { say "$*"; exit 3; }
+
+[[ -f $archive ]] || fail "no source archive at $archive (see ../shared/gitlab-runner/README.md)"
+expected=$(sed -n 's/^sha256 of the archive: *\([0-9a-f]\{64\}\).*/\1/p' "$source_dir/README.md")
+[[ -n $expected ]] || fail "no sha256 in $source_dir/README.md"
+actual=$(sha256sum "$archive" | cut -d' ' -f1)
+[[ $actual == "$expected" ]] || fail "$archive: sha256 $actual, the README says $expected"
+
+dest=$cache/gitlab-runner-${actual:0:16}
+binary=$dest/gitlab-runner
 if [[ -x $binary ]]; then
   echo "$binary"
   exit 0
 fi
 
-blocked() {
-  echo "install-gitlab-runner: blocked: $*" >&2
-  mkdir -p "$dest"
-  printf '%s\n' "$*" > "$dest/blocked"
-  exit 3
+# go_at_least MAJOR.MINOR GO: true when GO's version is at least that.
+go_at_least() {
+  local have
+  have=$("$2" env GOVERSION 2>/dev/null) || return 1
+  have=${have#go}
+  printf '%s\n%s\n' "$1" "$have" | sort -V -C
 }
 
-go=$(command -v go || true)
-[[ -n $go ]] || go=/usr/local/go/bin/go
-[[ -x $go ]] || blocked "no go command (install Go 1.21 or later; it fetches the toolchain go.mod asks for)"
+find_go() {
+  local candidate
+  for candidate in "$(command -v go || true)" /usr/local/go/bin/go /usr/lib/go/bin/go; do
+    [[ -n $candidate && -x $candidate ]] && go_at_least 1.21 "$candidate" && { echo "$candidate"; return; }
+  done
+  return 1
+}
 
-echo "install-gitlab-runner: downloading $module@$version" >&2
-json=$("$go" mod download -json "$module@$version" 2>&1) || blocked "go mod download failed: $json"
-dir=$(sed -n 's/^\t"Dir": "\(.*\)",$/\1/p' <<<"$json")
-[[ -n $dir && -d $dir ]] || blocked "go mod download gave no module directory: $json"
+# Debian 12's golang-go is 1.19, too old to read go.mod's toolchain line; it can
+# still download Go's own toolchain module, which is a complete Go.
+install_go() {
+  say "no Go 1.21 or later; installing one"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends golang-go ca-certificates >&2 ||
+    { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends golang-go ca-certificates >&2; } ||
+    fail "apt-get could not install golang-go"
+  local debian_go=/usr/lib/go/bin/go
+  if go_at_least 1.21 "$debian_go"; then echo "$debian_go"; return; fi
+  local toolchain=golang.org/toolchain@v0.0.1-go1.23.4.linux-amd64 json dir
+  json=$(cd /tmp && GOFLAGS=-mod=mod GOTOOLCHAIN=local "$debian_go" mod download -json "$toolchain" 2>&1) ||
+    fail "could not download Go's toolchain module $toolchain: $json"
+  dir=$(sed -n 's/^\t"Dir": "\(.*\)",$/\1/p' <<<"$json")
+  [[ -x $dir/bin/go ]] || fail "the toolchain module $toolchain has no bin/go: $json"
+  echo "$dir/bin/go"
+}
+
+go=$(find_go) || go=$(install_go)
+say "building gitlab-runner $version with $("$go" env GOVERSION) ($go); about 3.5 min on 2 cores the first time"
 
 work=$(mktemp -d)
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
-cp -r "$dir" "$work/src"
-chmod -R u+w "$work/src"
-
-revision=${version##*-}
-app_version=$(cat "$work/src/VERSION")
-ldflags="-X $module/common.NAME=gitlab-runner -X $module/common.VERSION=$app_version"
-ldflags+=" -X $module/common.REVISION=${revision:0:8} -X $module/common.BRANCH=main"
-ldflags+=" -X $module/common.BUILT=$(date -u +%Y-%m-%dT%H:%M:%S%z) -w"
-
-echo "install-gitlab-runner: building gitlab-runner $app_version (${revision:0:8}); several minutes on 2 cores" >&2
+tar -xzf "$archive" -C "$work"
+cd "$work/gitlab-runner-$version"
+module=gitlab.com/gitlab-org/gitlab-runner
+ldflags="-X $module/common.NAME=gitlab-runner -X $module/common.VERSION=$version"
+ldflags+=" -X $module/common.REVISION=$revision -X $module/common.BRANCH=v$version"
 started=$SECONDS
-# CGO off as in its Makefile: a static binary also runs inside any image it is shared into.
-if ! (cd "$work/src" && CGO_ENABLED=0 "$go" build -trimpath -ldflags "$ldflags" -o "$work/gitlab-runner" .) >"$work/build.log" 2>&1; then
-  # One line per module that could not be had, not one per importing file.
-  reasons=$(grep -v '^go: downloading' "$work/build.log" | grep -oE '[^ ]+@[^: ]+: (reading [^ ]+: [0-9]{3} [A-Za-z ]+|replacement directory [^ ]+ does not exist)' | sort -u)
-  blocked "go build failed:${reasons:+$'\n'}${reasons:-$(tail -5 "$work/build.log")}"
+# GOTOOLCHAIN=auto: an older Go fetches the toolchain go.mod asks for.
+if ! GOTOOLCHAIN=auto CGO_ENABLED=0 "$go" build -trimpath -ldflags "$ldflags" -o "$work/gitlab-runner" . >"$work/build.log" 2>&1; then
+  fail "go build failed: $(grep -v '^go: downloading' "$work/build.log" | tail -20)"
 fi
-echo "install-gitlab-runner: built in $((SECONDS - started)) s" >&2
+say "built in $((SECONDS - started)) s"
 
 mkdir -p "$dest"
-rm -f "$dest/blocked"
 mv "$work/gitlab-runner" "$binary.tmp"
 mv "$binary.tmp" "$binary"
 echo "$binary"
