@@ -36,7 +36,7 @@ export interface JobRecord {
   backend: BackendName;
   host: HostName;
   createdAt: string;
-  /** --personality of the machine (x86 for i386 images): stages entered with nsenter need it too. */
+  /** --personality of the machine (x86 for i386 images). */
   personality?: string;
   /** 'preparing' until the machine is ready; gc leaves a job alone while its preparer lives. */
   state: 'preparing' | 'running';
@@ -52,8 +52,6 @@ export interface JobRecord {
   leaderStartTime?: string;
   /** systemd host: the transient unit running systemd-nspawn. */
   unit?: string;
-  /** systemd host: the unit's control group (unified hierarchy only), which stages join. */
-  cgroup?: string;
 }
 
 export function jobDir(settings: Settings, jobId: string): string {

@@ -11,12 +11,13 @@ import {
   type JobRecord,
 } from './job.mts';
 import { log } from './log.mts';
-import { owningAncestorOf, startTimeOf } from './proc.mts';
+import { isLive, owningAncestorOf, sleep, startTimeOf } from './proc.mts';
 import { buildNspawnArgs, systemdVersion } from './nspawn.mts';
 import { imagePersonality } from './personality.mts';
 import { buildsDir, cacheDir, type Settings } from './settings.mts';
 import { buildShares, findRunnerBinary } from './shares.mts';
-import { runScriptInMachine } from './stage.mts';
+import { findAgent, runScriptThroughAgent, waitForAgent, type Agent } from './stage.mts';
+import { agentBinds, agentPayload, createAgentFiles, ioDirOf } from './stage-agent.mts';
 import { backendByName, chooseBackendName } from './storage/select.mts';
 
 export interface PrepareRequest {
@@ -70,12 +71,14 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
     // Where machined runs, machines boot as the original's do: systemd in
     // the machine makes `systemctl` work in jobs and tells when it is up.
     const boot = host.registers;
+    createAgentFiles(dir, boot);
     const nspawnArgs = buildNspawnArgs({
       machine: record.machine,
       storageArgs,
       boot,
+      payload: agentPayload(boot),
       register: host.registers,
-      binds: buildShares(settings, runnerBinary),
+      binds: [...buildShares(settings, runnerBinary), ...agentBinds(dir, boot, settings.privateUsers)],
       systemdVersion: await systemdVersion(),
       network: settings.network,
       privateUsers: settings.privateUsers,
@@ -90,6 +93,8 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
       limits: settings.limits,
       onSpawned: (spawned) => writeJobRecord(dir, spawned),
     }, record);
+    const started = record;
+    await awaitAgent(record, dir, () => host.leaderOf(started), settings.readyTimeoutSeconds * 1000);
     record = { ...record, state: 'running' };
     writeJobRecord(dir, record);
   } catch (error) {
@@ -109,34 +114,53 @@ export interface StageRequest {
   shell: string;
 }
 
+/**
+ * The machine's stage agent, once it reads its requests: right after the
+ * start, or after a reboot inside the machine, the machine's systemd may
+ * still be starting it.
+ */
+async function awaitAgent(record: JobRecord, dir: string, leaderOf: () => Promise<number | undefined>, timeoutMs: number): Promise<Agent> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
+    const leader = await leaderOf();
+    if (!leader) throw new SystemError(`machine ${record.machine} of job ${record.jobId} is not running`, 'it stopped or was killed; the job has to be retried');
+    const agent = findAgent(leader);
+    if (agent && (await waitForAgent(ioDirOf(dir), () => isLive(agent.pid, agent.startTime), Math.max(0, deadline - Date.now())))) return agent;
+    if (Date.now() > deadline) {
+      throw new SystemError(`machine ${record.machine} has no stage agent`, `its log: ${dir}/nspawn.log${record.unit ? `, journalctl -M ${record.machine} -u nspawn-runner-agent` : ''}`);
+    }
+    await sleep(delay);
+  }
+}
+
 /** Runs a stage's script in the job's machine; throws ScriptFailed when it fails. */
 export async function runStage(settings: Settings, request: StageRequest): Promise<void> {
   const record = requireJobRecord(settings, request.jobId);
   const host = await hostByName(record.host);
-  const leader = await host.leaderOf(record);
-  if (!leader) {
-    throw new SystemError(`machine ${record.machine} of job ${request.jobId} is not running`, 'it stopped or was killed; the job has to be retried');
-  }
-  host.joinCgroup(record);
+  const dir = jobDir(settings, request.jobId);
+  const agent = await awaitAgent(record, dir, () => host.leaderOf(record), settings.readyTimeoutSeconds * 1000);
   let scriptFd: number;
   try {
     scriptFd = openSync(request.scriptPath, 'r');
   } catch (error) {
     throw new SystemError(`cannot read script ${request.scriptPath}: ${(error as NodeJS.ErrnoException).code}`);
   }
-  let code: number;
+  let outcome;
   try {
     if (!fstatSync(scriptFd).isFile()) throw new SystemError(`script ${request.scriptPath} is not a regular file`);
-    ({ code } = await runScriptInMachine(leader, scriptFd, `${jobDir(settings, request.jobId)}/output`, request.shell, record.personality));
+    outcome = await runScriptThroughAgent({ ioDir: ioDirOf(dir), agent, scriptFd, shell: request.shell, stage: request.stage });
   } finally {
     closeSync(scriptFd);
   }
-  reportBuildExitCode(code);
-  if (code === 0) return;
-  if (!(await host.leaderOf(record))) {
-    throw new SystemError(`machine ${record.machine} stopped during stage ${request.stage}`);
+  if (outcome === 'agent-gone') {
+    // A machine that stopped is the host's failure, retried by GitLab. One
+    // that runs on (a reboot inside the job, the job killing the agent) was
+    // the job's own doing.
+    if (!(await host.leaderOf(record))) throw new SystemError(`machine ${record.machine} stopped during stage ${request.stage}`);
+    throw new ScriptFailed(1, `stage ${request.stage} ended with the machine's stage agent (a reboot or a kill inside the machine)`);
   }
-  throw new ScriptFailed(code, `stage ${request.stage} failed with exit code ${code}`);
+  reportBuildExitCode(outcome.code);
+  if (outcome.code !== 0) throw new ScriptFailed(outcome.code, `stage ${request.stage} failed with exit code ${outcome.code}`);
 }
 
 /** Stops the machine and removes everything of the job. A job never prepared is fine. */

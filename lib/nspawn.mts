@@ -8,14 +8,18 @@ export interface Bind {
   source: string;
   target: string;
   readOnly: boolean;
+  /** Map the host's users onto the machine's (with private users only). */
+  idmap?: boolean;
 }
 
 export interface NspawnOptions {
   machine: string;
   /** Flags from the storage backend: --directory, --overlay, --ephemeral, ... */
   storageArgs: readonly string[];
-  /** Boot the image's init (systemd hosts), or run a reaper with a keep-alive as PID 2. */
+  /** Boot the image's init (systemd hosts), or run a reaper with the payload as PID 2. */
   boot: boolean;
+  /** The payload's argv, or with boot the arguments of the image's init. */
+  payload: readonly string[];
   /** Register with machined (systemd hosts only). */
   register: boolean;
   binds: readonly Bind[];
@@ -25,9 +29,6 @@ export interface NspawnOptions {
   network: NetworkChoice;
   privateUsers: boolean;
 }
-
-/** The command that keeps a non-booted machine alive between stages. */
-export const keepAliveCommand = ['sleep', 'infinity'] as const;
 
 export function buildNspawnArgs(options: NspawnOptions): string[] {
   const args = [
@@ -59,9 +60,10 @@ export function buildNspawnArgs(options: NspawnOptions): string[] {
     args.push('--boot', '--notify-ready=yes', '--kill-signal=SIGKILL');
   } else {
     // --as-pid2 puts nspawn's stub init at PID 1: it reaps the orphans of
-    // every stage, which `sleep` as PID 1 would not.
-    args.push('--console=pipe', '--as-pid2', '--', ...keepAliveCommand);
+    // every stage, which a payload at PID 1 would not.
+    args.push('--console=pipe', '--as-pid2');
   }
+  args.push('--', ...options.payload);
   return args;
 }
 
@@ -109,7 +111,7 @@ function networkArgs(network: NetworkChoice): string[] {
 
 function bindArg(bind: Bind): string {
   const flag = bind.readOnly ? '--bind-ro' : '--bind';
-  return `${flag}=${escapeColons(bind.source)}:${escapeColons(bind.target)}`;
+  return `${flag}=${escapeColons(bind.source)}:${escapeColons(bind.target)}${bind.idmap ? ':idmap' : ''}`;
 }
 
 /** nspawn splits --bind and --overlay values on ":", a backslash escapes one. */

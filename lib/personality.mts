@@ -10,14 +10,6 @@ const elfClass32 = 1;
 const elfDataLittle = 1;
 const machineI386 = 3;
 
-/** nspawn's --personality names, as setarch(8) names them. */
-const setarchNames: Record<string, string> = { x86: 'i686', 'x86-64': 'x86_64' };
-
-/** The command prefix that gives a process entered into a machine the machine's personality. */
-export function setarchPrefix(personality: string | undefined): string[] {
-  return personality ? ['setarch', setarchNames[personality] ?? personality, '--'] : [];
-}
-
 export interface ElfIdentity {
   bits: 32 | 64;
   /** e_machine: 3 for i386, 62 for x86-64, 183 for aarch64 ... */

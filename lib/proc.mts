@@ -14,12 +14,31 @@ function readProc(path: string): string | undefined {
   }
 }
 
-/** State letter, parent, process group and start time; the command name may hold spaces and parentheses. */
-function statOf(pid: number | string): { state: string; parent: number; processGroup: number; startTime: string } | undefined {
+interface Stat {
+  state: string;
+  parent: number;
+  processGroup: number;
+  session: number;
+  /** PF_EXITING: the process is being torn down (a killed PID 1 waits for its namespace to die). */
+  exiting: boolean;
+  startTime: string;
+}
+
+const PF_EXITING = 0x4;
+
+/** Fields of /proc/PID/stat; the command name may hold spaces and parentheses. */
+function statOf(pid: number | string): Stat | undefined {
   const stat = readProc(`/proc/${pid}/stat`);
   if (!stat) return undefined;
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { state: fields[0]!, parent: Number(fields[1]), processGroup: Number(fields[2]), startTime: fields[19]! };
+  return {
+    state: fields[0]!,
+    parent: Number(fields[1]),
+    processGroup: Number(fields[2]),
+    session: Number(fields[3]),
+    exiting: (Number(fields[6]) & PF_EXITING) !== 0,
+    startTime: fields[19]!,
+  };
 }
 
 /** Programs that only wrap the real caller: a shell of a -c string, sudo, env, timeout, ... */
@@ -36,16 +55,30 @@ export function owningAncestorOf(pid: number): number {
   return current;
 }
 
-/** PIDs of the live processes in process group pgid (whatever PID namespace they run in). */
-export function processGroupMembers(pgid: number): number[] {
+/** PIDs of the live processes in session sid, as the host numbers them (whatever PID namespace they run in). */
+export function sessionMembers(sid: number): number[] {
   return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).filter((pid) => {
     const stat = statOf(pid);
-    return stat?.processGroup === pgid && stat.state !== 'Z';
+    return stat?.session === sid && stat.state !== 'Z';
   }).map(Number);
+}
+
+/** The session pid leads, if it leads one. */
+export function isSessionLeader(pid: number): boolean {
+  return statOf(pid)?.session === pid;
 }
 
 export function startTimeOf(pid: number): string | undefined {
   return statOf(pid)?.startTime;
+}
+
+/**
+ * Like isRunning, but a process being torn down counts as gone too: a
+ * machine whose PID 1 was killed shows it for a while, waiting for the rest
+ * of its namespace to die, and must not be taken for a live machine.
+ */
+export function isLive(pid: number, startTime?: string): boolean {
+  return isRunning(pid, startTime) && !statOf(pid)?.exiting;
 }
 
 /** True while pid runs (zombies count as gone) and, if given, still has that start time. */
@@ -69,6 +102,10 @@ export function childrenOf(pid: number): number[] {
   }
   return tasks.flatMap((tid) => (readProc(`/proc/${pid}/task/${tid}/children`) ?? '')
     .split(' ').filter(Boolean).map(Number));
+}
+
+export function argvOf(pid: number): string[] {
+  return (readProc(`/proc/${pid}/cmdline`) ?? '').split('\0').slice(0, -1);
 }
 
 export function commandNameOf(pid: number): string | undefined {

@@ -1,133 +1,230 @@
-// Runs one stage's script inside a running machine.
+// Runs one stage's script inside a running machine, through the machine's
+// stage agent (stage-agent.mts), so the script has the machine's sandbox.
 //
 // gitlab-runner reads run_exec's stdout until end-of-file, so a background
-// process (`server &`) that inherits the stage's stdout would hold the stage
-// open for as long as it lives. The script therefore writes into a file in
-// the job directory, opened O_APPEND, and we copy that file to our stdout
-// while the script's shell runs. When the shell exits we stop copying and
-// exit; the background process keeps writing into the file (never into a
-// closed pipe, so no SIGPIPE) and lives on into the next stage.
-import { spawn } from 'node:child_process';
-import { closeSync, fstatSync, ftruncateSync, openSync, readSync, watch, type FSWatcher } from 'node:fs';
-import { constants } from 'node:os';
-import { missingBinaryError, shellJoin } from './exec.mts';
+// process (`server &`) that inherited a pipe would hold the stage open for as
+// long as it lives. The agent therefore points the script's output at a file
+// in the io directory, opened O_APPEND, and we copy that file to our stdout
+// until the agent reports the script's exit status. The background process
+// keeps writing into the file (never into a closed pipe, so no SIGPIPE) and
+// lives on into the next stage.
+//
+// The io directory is the job's to write: root in the machine can put a
+// symlink or a FIFO under any name. So every name is opened with O_NOFOLLOW
+// and O_NONBLOCK and checked for its type before use, and new files are made
+// with O_EXCL.
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync, constants as fs, fstatSync, ftruncateSync, openSync, readSync, readFileSync, unlinkSync, watch, writeSync,
+  type FSWatcher,
+} from 'node:fs';
+import { SystemError } from './errors.mts';
 import { log, writeAll } from './log.mts';
-import { setarchPrefix } from './personality.mts';
-import { isStopped, processGroupMembers, signal } from './proc.mts';
+import { argvOf, childrenOf, isLive, isSessionLeader, sessionMembers, signal, sleep, startTimeOf } from './proc.mts';
+import { isAgentArgv } from './stage-agent.mts';
 
-/** The environment inside the machine: the script's own, never the host's. */
-export const machineEnv: Readonly<Record<string, string>> = {
-  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-  HOME: '/root',
-  USER: 'root',
-  LOGNAME: 'root',
-  LANG: 'C.UTF-8',
-  container: 'systemd-nspawn',
-};
+export interface Agent {
+  pid: number;
+  startTime?: string;
+}
 
-/**
- * Enters every namespace of the machine's PID 1, with its root and working
- * directory. A personality is not a namespace: nsenter keeps the host's, so
- * stages of an i386 machine get theirs from setarch, as nspawn gave PID 1.
- */
-export function buildEnterArgs(leaderPid: number, command: readonly string[], personality?: string): string[] {
-  return [...setarchPrefix(personality), 'nsenter', `--target=${leaderPid}`, '--all', '--root', '--wd', '--', ...command];
+/** The machine's stage agent: a child of its PID 1 (nspawn's stub init, or the machine's systemd). */
+export function findAgent(leaderPid: number): Agent | undefined {
+  const pid = childrenOf(leaderPid).find((child) => isAgentArgv(argvOf(child)));
+  return pid === undefined ? undefined : { pid, startTime: startTimeOf(pid) };
+}
+
+/** A name in the io directory that is safe to pass to the agent and to use as a file name. */
+export function stageToken(stage: string, random = randomBytes(4).toString('hex')): string {
+  return `${stage.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}-${random}`;
+}
+
+/** Shells are named by path or by name; the agent refuses anything else too. */
+export function checkShell(shell: string): string {
+  if (!/^[A-Za-z0-9_./-]+$/.test(shell) || shell.startsWith('-')) throw new SystemError(`invalid shell ${JSON.stringify(shell)}`);
+  return shell;
+}
+
+function openChecked(path: string, flags: number, isRightKind: (stats: ReturnType<typeof fstatSync>) => boolean): number {
+  const fd = openSync(path, flags | fs.O_NOFOLLOW | fs.O_NONBLOCK);
+  const stats = fstatSync(fd);
+  if (isRightKind(stats)) return fd;
+  closeSync(fd);
+  throw new SystemError(`${path} was replaced from inside the machine`, 'the job tampered with /run/nspawn-runner; retry the job');
 }
 
 /**
- * The script arrives as an open descriptor (fd 3), never as a host path: the
- * host's copy need not resolve inside the machine, and nothing planted in the
- * machine can redirect a host-side write. A small sh copies it into the
- * machine's /run first, because reopening /dev/fd/3 is a permission check
- * that a user-namespaced root fails on the host's file; reading the open
- * descriptor is not. The shell then runs a real file, as gitlab-runner expects.
+ * The agent's FIFO opened for writing, or undefined while no agent reads it
+ * (starting, or rebooting): O_NONBLOCK makes that open fail with ENXIO
+ * instead of waiting (fifo(7)).
  */
-export function buildScriptCommand(shell: string): string[] {
-  return ['/bin/sh', '-c', 'mkdir -p /run/nspawn-runner && cat <&3 >"/run/nspawn-runner/script.$$" && exec "$0" "/run/nspawn-runner/script.$$" 3<&-', shell];
+function openRequests(ioDir: string): number | undefined {
+  try {
+    return openChecked(`${ioDir}/requests`, fs.O_WRONLY, (stats) => stats.isFIFO());
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENXIO' || code === 'ENOENT') return undefined;
+    throw error;
+  }
 }
 
-export interface StageResult {
-  /** The script's exit code; 128 + signal number when a signal ended it. */
-  code: number;
+/** Sends a request, or returns false while no agent reads the FIFO. */
+function sendRequest(ioDir: string, line: string): boolean {
+  const fd = openRequests(ioDir);
+  if (fd === undefined) return false;
+  try {
+    // One write of less than PIPE_BUF bytes: atomic, never interleaved.
+    writeSync(fd, line);
+    return true;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Waits until the agent reads its FIFO; false when it does not within timeoutMs or the agent died. */
+export async function waitForAgent(ioDir: string, isAlive: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 1; isAlive(); delay = Math.min(delay * 2, 50)) {
+    const fd = openRequests(ioDir);
+    if (fd !== undefined) {
+      closeSync(fd);
+      return true;
+    }
+    if (Date.now() > deadline) return false;
+    await sleep(delay);
+  }
+  return false;
+}
+
+function writeScript(path: string, scriptFd: number): void {
+  const fd = openSync(path, fs.O_WRONLY | fs.O_CREAT | fs.O_EXCL | fs.O_NOFOLLOW, 0o600);
+  try {
+    writeAll(fd, readFileSync(scriptFd));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The stage's exit status, once the agent has written it. */
+function readStatus(path: string): number | undefined {
+  let fd: number;
+  try {
+    fd = openChecked(path, fs.O_RDONLY, (stats) => stats.isFile());
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  try {
+    const text = readFileSync(fd, 'utf8').trim();
+    const code = Number(text);
+    if (!/^\d{1,3}$/.test(text) || code > 255) throw new SystemError(`the stage agent reported ${JSON.stringify(text.slice(0, 20))}`);
+    return code;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // gone already, or the job's business
+  }
 }
 
 /** How long a cancelled stage's processes get between SIGTERM and SIGKILL. */
 const killGraceMs = 10_000;
 
-export async function runScriptInMachine(
-  leaderPid: number,
-  scriptFd: number,
-  outputPath: string,
-  shell: string,
-  personality?: string,
-): Promise<StageResult> {
-  const argv = buildEnterArgs(leaderPid, buildScriptCommand(shell), personality);
-  log.debug(`+ ${shellJoin(argv)} 3<script >>${outputPath}`);
-  const outputFd = openSync(outputPath, 'a', 0o600);
-  ftruncateSync(outputFd);
-  const reader = openSync(outputPath, 'r');
-  // A session of its own, so a cancel reaches the whole stage and nothing else.
-  const child = spawn(argv[0]!, argv.slice(1), {
-    detached: true,
-    stdio: ['ignore', outputFd, outputFd, scriptFd],
-    env: machineEnv,
-  });
-  closeSync(outputFd);
+/** The stage's processes: its session, or its descendants when it could not make one. */
+function stageProcesses(agent: Agent, token: string): number[] {
+  const stage = childrenOf(agent.pid).find((pid) => argvOf(pid).some((arg) => arg.endsWith(`/${token}.sh`)));
+  if (stage === undefined) return [];
+  if (isSessionLeader(stage)) return sessionMembers(stage);
+  const found = [stage];
+  for (let index = 0; index < found.length; index++) found.push(...childrenOf(found[index]!));
+  return found;
+}
+
+export interface StageRequest {
+  ioDir: string;
+  agent: Agent;
+  /** The script, as an open descriptor: its host path need not resolve inside the machine. */
+  scriptFd: number;
+  shell: string;
+  stage: string;
+}
+
+/** The script's exit code (128 + signal number when a signal ended it), or 'agent-gone'. */
+export type StageOutcome = { code: number } | 'agent-gone';
+
+export async function runScriptThroughAgent(request: StageRequest): Promise<StageOutcome> {
+  const { ioDir, agent } = request;
+  const token = stageToken(request.stage);
+  const scriptPath = `${ioDir}/${token}.sh`;
+  const statusPath = `${ioDir}/${token}.status`;
+  const output = openChecked(`${ioDir}/output`, fs.O_RDWR, (stats) => stats.isFile() && stats.nlink === 1);
+  ftruncateSync(output);
+  writeScript(scriptPath, request.scriptFd);
+  const agentAlive = (): boolean => isLive(agent.pid, agent.startTime);
 
   let position = 0;
   const chunk = Buffer.allocUnsafe(64 * 1024);
   const copy = (limit = Infinity): void => {
     while (position < limit) {
-      const count = readSync(reader, chunk, 0, Math.min(chunk.length, limit - position), position);
+      const count = readSync(output, chunk, 0, Math.min(chunk.length, limit - position), position);
       if (count <= 0) return;
       writeAll(1, chunk.subarray(0, count));
       position += count;
     }
   };
-  let watcher: FSWatcher | undefined;
-  try {
-    watcher = watch(outputPath, () => copy());
-  } catch {
-    // without inotify the timer below still copies
-  }
-  // A booted machine's systemd-shutdown (a reboot in the job, `machinectl
-  // poweroff`) stops every process of the machine before it kills them:
-  // SIGSTOP, SIGTERM, SIGCONT. nsenter stops itself when its child stops, and
-  // the SIGCONT cannot reach it outside the machine, so it would never reap
-  // the killed shell: the stage, and the machine's shutdown, would hang.
-  const timer = setInterval(() => {
-    copy();
-    if (child.pid && isStopped(child.pid)) signal(child.pid, 'SIGCONT');
-  }, 250);
 
+  let watcher: FSWatcher | undefined;
+  let timer: NodeJS.Timeout | undefined;
   const forward = (): void => {
     log.info('stage cancelled: stopping its processes');
-    // nsenter (the group's leader) does not pass signals on and dies of
-    // SIGTERM at once: the stage would end while a script that handles or
-    // ignores SIGTERM runs on beside after_script. So the script's processes
-    // get SIGTERM and nsenter stays to report how they ended; what is left
-    // after the grace period is killed, nsenter with it.
-    for (const pid of processGroupMembers(child.pid!)) if (pid !== child.pid) signal(pid, 'SIGTERM');
-    setTimeout(() => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } }, killGraceMs).unref();
+    // SIGTERM first, so scripts can clean up; the agent reports how they ended.
+    for (const pid of stageProcesses(agent, token)) signal(pid, 'SIGTERM');
+    setTimeout(() => {
+      for (const pid of stageProcesses(agent, token)) signal(pid, 'SIGKILL');
+    }, killGraceMs).unref();
   };
   const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
   for (const name of signals) process.on(name, forward);
-
   try {
-    return await new Promise<StageResult>((resolve, reject) => {
-      child.once('error', (error: NodeJS.ErrnoException) =>
-        reject(error.code === 'ENOENT' ? missingBinaryError(argv[0]!) : error));
-      child.once('exit', (code, signal) => {
-        // Copy what the shell wrote before it exited, not what its
-        // background processes keep writing after.
-        copy(fstatSync(reader).size);
-        resolve({ code: code ?? 128 + (signal ? constants.signals[signal] : 0) });
-      });
+    log.debug(`+ stage agent ${agent.pid}: ${token} ${request.shell}`);
+    if (!sendRequest(ioDir, `${token} ${checkShell(request.shell)}\n`)) return 'agent-gone';
+    return await new Promise<StageOutcome>((resolve, reject) => {
+      const check = (): void => {
+        try {
+          copy();
+          const code = readStatus(statusPath);
+          if (code !== undefined) {
+            // What the shell wrote before it exited, not what its background
+            // processes keep writing after.
+            copy(fstatSync(output).size);
+            resolve({ code });
+          } else if (!agentAlive()) {
+            copy(fstatSync(output).size);
+            resolve('agent-gone');
+          }
+        } catch (error) {
+          reject(error);
+        }
+      };
+      try {
+        watcher = watch(ioDir, check);
+      } catch {
+        // without inotify the timer below still copies
+      }
+      timer = setInterval(check, 250);
+      check();
     });
   } finally {
     watcher?.close();
     clearInterval(timer);
-    closeSync(reader);
+    closeSync(output);
     for (const name of signals) process.off(name, forward);
+    removeQuietly(scriptPath);
+    removeQuietly(statusPath);
   }
 }

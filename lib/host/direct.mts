@@ -6,8 +6,8 @@ import { SystemError } from '../errors.mts';
 import { missingBinaryError, shellJoin } from '../exec.mts';
 import type { JobRecord } from '../job.mts';
 import { log } from '../log.mts';
-import { keepAliveCommand } from '../nspawn.mts';
-import { childrenOf, commandNameOf, isRunning, signal, sleep, startTimeOf, waitForExit } from '../proc.mts';
+import { argvOf, childrenOf, isLive, isRunning, signal, sleep, startTimeOf, waitForExit } from '../proc.mts';
+import { isAgentArgv } from '../stage-agent.mts';
 import type { HostMode, StartRequest } from './host.mts';
 
 export const directHost: HostMode = {
@@ -19,10 +19,8 @@ export const directHost: HostMode = {
   async leaderOf(record) {
     const { leaderPid, leaderStartTime, nspawnPid, nspawnStartTime } = record;
     if (!nspawnPid || !isRunning(nspawnPid, nspawnStartTime)) return undefined;
-    return leaderPid && isRunning(leaderPid, leaderStartTime) ? leaderPid : undefined;
+    return leaderPid && isLive(leaderPid, leaderStartTime) ? leaderPid : undefined;
   },
-  // No unit, no limits: stage processes stay where the caller is.
-  joinCgroup() {},
   stop: stopDirect,
 };
 
@@ -47,7 +45,7 @@ async function startDetached(request: StartRequest, record: JobRecord): Promise<
   if (nspawnPid === undefined) return spawnError;
   const started: JobRecord = { ...record, nspawnPid, nspawnStartTime: startTimeOf(nspawnPid) };
   request.onSpawned(started);
-  const leader = await Promise.race([waitForKeepAlive(nspawnPid, request.readyTimeoutMs), spawnError]);
+  const leader = await Promise.race([waitForAgent(nspawnPid, request.readyTimeoutMs), spawnError]);
   if (!leader) {
     await stopDirect(started);
     // The log goes with the job directory when prepare cleans up after
@@ -59,15 +57,15 @@ async function startDetached(request: StartRequest, record: JobRecord): Promise<
 }
 
 /**
- * The machine is ready once its PID 2 has become the keep-alive command: by
- * then nspawn has set up every namespace and mount, and nsenter works.
- * Returns the machine's PID 1 (nspawn's stub init), or undefined on failure.
+ * The machine is up once its PID 2 has become the stage agent: by then nspawn
+ * has set up every namespace and mount. Returns the machine's PID 1 (nspawn's
+ * stub init), or undefined on failure.
  */
-async function waitForKeepAlive(nspawnPid: number, timeoutMs: number): Promise<number | undefined> {
+async function waitForAgent(nspawnPid: number, timeoutMs: number): Promise<number | undefined> {
   const deadline = Date.now() + timeoutMs;
   for (let delay = 1; isRunning(nspawnPid); delay = Math.min(delay * 2, 10)) {
     for (const leader of childrenOf(nspawnPid)) {
-      if (childrenOf(leader).some((pid) => commandNameOf(pid) === keepAliveCommand[0])) return leader;
+      if (childrenOf(leader).some((pid) => isAgentArgv(argvOf(pid)))) return leader;
     }
     if (Date.now() > deadline) return undefined;
     await sleep(delay);

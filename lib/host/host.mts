@@ -1,5 +1,5 @@
-// How a machine is started and stopped on each kind of host. Entering a
-// running machine is the same on both (nsenter into its PID 1): see stage.mts.
+// How a machine is started and stopped on each kind of host. Stages reach a
+// running machine the same way on both, through its stage agent: see stage.mts.
 import type { HostName, JobRecord } from '../job.mts';
 import type { Limits } from '../settings.mts';
 
@@ -25,8 +25,6 @@ export interface HostMode {
   start(request: StartRequest, record: JobRecord): Promise<JobRecord>;
   /** Host PID of the machine's PID 1, or undefined when the machine is gone. */
   leaderOf(record: JobRecord): Promise<number | undefined>;
-  /** Puts the calling process where the machine's resource limits cover what it starts. */
-  joinCgroup(record: JobRecord): void;
   /** Stops the machine and returns once every process of it is gone. Safe to repeat. */
   stop(record: JobRecord): Promise<void>;
 }

@@ -1,16 +1,16 @@
 // Hosts whose PID 1 is systemd: each machine boots its image's systemd under
 // a transient service in machine.slice, registered with machined, the way the
 // original nspawn-runner and systemd-nspawn@.service run machines. Stages
-// still enter the machine with nsenter (stage.mts): the original's per-stage
-// `systemd-run --machine` kills whatever a stage leaves running.
-import { existsSync, lstatSync, mkdirSync, statfsSync, writeFileSync } from 'node:fs';
+// run through the stage agent, a service of the machine's systemd
+// (stage-agent.mts): the original's per-stage `systemd-run --machine` kills
+// whatever a stage leaves running.
+import { existsSync, lstatSync } from 'node:fs';
 import { JobError, SystemError } from '../errors.mts';
 import { check, run, type RunResult } from '../exec.mts';
 import type { JobRecord } from '../job.mts';
-import { log } from '../log.mts';
 import { removeTree } from '../mounts.mts';
 import { systemdVersion } from '../nspawn.mts';
-import { isRunning, sleep, startTimeOf } from '../proc.mts';
+import { isLive, sleep, startTimeOf } from '../proc.mts';
 import type { HostMode, StartRequest } from './host.mts';
 import { buildSystemdRunArgs, unitName } from './systemd-unit.mts';
 
@@ -22,15 +22,11 @@ export const systemdHost: HostMode = {
     const { leaderPid, leaderStartTime } = record;
     // The recorded PID costs nothing to check; machined only has to be asked
     // when the machine rebooted (RestartForceExitStatus) or is gone.
-    if (leaderPid && isRunning(leaderPid, leaderStartTime)) return leaderPid;
+    if (leaderPid && isLive(leaderPid, leaderStartTime)) return leaderPid;
     return (await machineLeader(record.machine)) ?? leaderAfterReboot(unitName(record.machine), record.machine);
   },
-  joinCgroup,
   stop: stopUnit,
 };
-
-/** Sub-cgroup of the machine's unit that stage processes join (see joinCgroup). */
-export const stagesCgroup = 'stages';
 
 /** Where nspawn looks for an init with --boot (systemd-nspawn(1)). */
 const initPaths = ['usr/lib/systemd/systemd', 'lib/systemd/systemd', 'sbin/init'];
@@ -72,9 +68,9 @@ async function startUnit(request: StartRequest, record: JobRecord): Promise<JobR
     throw new SystemError(`machine ${record.machine} did not start: ${why}`,
       `see "journalctl -u ${unit}"; --debug shows the systemd-run command`);
   }
-  const [leader, cgroup] = await Promise.all([machineLeader(record.machine), unitCgroup(unit)]);
+  const leader = await machineLeader(record.machine);
   if (!leader) throw new SystemError(`machine ${record.machine} started but machined does not know it`, `see "journalctl -u ${unit}"`);
-  return { ...record, unit, leaderPid: leader, leaderStartTime: startTimeOf(leader), cgroup };
+  return { ...record, unit, leaderPid: leader, leaderStartTime: startTimeOf(leader) };
 }
 
 async function machineLeader(machine: string): Promise<number | undefined> {
@@ -98,50 +94,6 @@ async function leaderAfterReboot(unit: string, machine: string, timeoutMs = 300_
     await sleep(delay);
   }
   return undefined;
-}
-
-const CGROUP2_SUPER_MAGIC = 0x63677270;
-
-/**
- * The unit's control group, on hosts with the unified cgroup hierarchy only:
- * on cgroup v1 the limits live in one hierarchy per controller, and joining
- * them all is not worth it for a layout systemd itself is dropping.
- */
-async function unitCgroup(unit: string): Promise<string | undefined> {
-  if (statfsSync('/sys/fs/cgroup').type !== CGROUP2_SUPER_MAGIC) {
-    log.verbose('no unified cgroup hierarchy: stages run outside the machine\'s limits');
-    return undefined;
-  }
-  const result = await check(['systemctl', 'show', '--property=ControlGroup', '--value', '--', unit]);
-  const path = result.stdout.trim();
-  return path.startsWith('/') && !path.split('/').includes('..') ? path : undefined;
-}
-
-/**
- * Moves the calling run process into a sub-cgroup of the machine's unit, so
- * what the stage starts counts against the machine's limits and is stopped
- * with its unit. nsenter changes namespaces, not cgroups: without this, stage
- * processes would stay in gitlab-runner's cgroup. The sub-cgroup sits next to
- * nspawn's payload/ and supervisor/ because cgroup v2 allows processes only in
- * leaves, and payload/ belongs to the machine's own systemd. The move costs
- * a stage some 15 ms when no process changed cgroups for a while (the kernel
- * waits for an RCU grace period; cgroup2's favordynmods mount option avoids
- * it), whichever process moves: so the run process moves itself, no wrapper.
- */
-function joinCgroup(record: JobRecord): void {
-  if (!record.cgroup) return;
-  const dir = `/sys/fs/cgroup${record.cgroup}/${stagesCgroup}`;
-  try {
-    try {
-      mkdirSync(dir);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    // "0" moves the writer itself (cgroup(7)); children inherit the cgroup.
-    writeFileSync(`${dir}/cgroup.procs`, '0');
-  } catch (error) {
-    log.warn(`stage runs outside the cgroup of ${record.machine} (${(error as NodeJS.ErrnoException).code}): its limits do not apply`);
-  }
 }
 
 /**
