@@ -5,48 +5,16 @@
 // plain `systemd-nspawn` run on the same image with the same bind.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { StateFixture } from './support/fixture.mts';
 import { makeBusyboxImage } from './support/images.mts';
 import { executable } from './support/runner.mts';
-import { buildHandleProbe, parseSandbox, processesInNamespaceOf, sandboxCommand, sandboxOfPid, type Sandbox } from './support/sandbox-probe.mts';
-
-/** major:minor of the host's first disk: what a job would mknod to read the host's files. */
-function hostDisk(): string {
-  const disk = readdirSync('/sys/block').find((name) => !/^(loop|ram|zram|nbd)/.test(name));
-  return disk ? readFileSync(`/sys/block/${disk}/dev`, 'utf8').trim() : '7:0';
-}
-
-function commandOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-/** The checks, as one shell line: the sandbox fields, the handle probe, a read of the host's disk. */
-function probeScript(cache: string): string {
-  const [major, minor] = hostDisk().split(':');
-  return `${sandboxCommand}; ${cache}/handle-probe ${cache}; ` +
-    `mknod /tmp/disk b ${major} ${minor} 2>/dev/null; head -c 1 /tmp/disk >/dev/null 2>&1 && echo disk: read || echo disk: refused; rm -f /tmp/disk`;
-}
-
-interface Findings {
-  sandbox: Sandbox;
-  handle: string;
-  disk: string;
-}
-
-function findings(output: string): Findings {
-  return {
-    sandbox: parseSandbox(output),
-    handle: /^open_by_handle_at: .*$/m.exec(output)?.[0] ?? `no probe output in ${output}`,
-    disk: /^disk: .*$/m.exec(output)?.[0] ?? `no disk output in ${output}`,
-  };
-}
+import {
+  buildHandleProbe, commandOf, findings, parseSandbox, probeScript, processesInNamespaceOf, sandboxCommand, sandboxOfPid,
+  type Findings, type Sandbox,
+} from './support/sandbox-probe.mts';
 
 describe('a job has the sandbox of nspawn\'s payload, on every path into its machine', () => {
   let state: StateFixture;

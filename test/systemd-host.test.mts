@@ -3,12 +3,13 @@
 // machine.slice, registered with machined, under the configured limits.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { mountScratchBtrfs, type ScratchFilesystem } from './support/btrfs.mts';
 import { debianImage, debianRoot, makeBusyboxImage } from './support/images.mts';
 import { buildFailure, systemFailure } from './support/runner.mts';
-import { innerScripts, SystemdTestHost, type Inventory } from './support/systemd-host.mts';
+import { buildHandleProbe, findings, parseSandbox, probeScript } from './support/sandbox-probe.mts';
+import { innerRoot, innerScripts, SystemdTestHost, type Inventory } from './support/systemd-host.mts';
 
 const unit = (jobId: string): string => `nspawn-runner-run-${jobId}.service`;
 const nothingLeft: Inventory = { machines: [], units: [], processes: [], cgroups: [], mounts: [], propagate: [], jobDirs: [] };
@@ -52,8 +53,8 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     assert.match(second.stdout, /service alive/);
     assert.doesNotMatch(second.stdout, /leaked-value|BUILD_FAILURE_EXIT_CODE/);
     assert.match(second.stdout, /^PATH=\/usr\/local\/sbin/m);
-    assert.match(second.stdout, /^0::\/\.\.\/stages$/m, 'stages run in the machine unit\'s cgroup');
-    const stageProcs = await host.exec(['cat', `/sys/fs/cgroup/machine.slice/${unit('301')}/stages/cgroup.procs`]);
+    assert.match(second.stdout, /^0::\/system\.slice\/nspawn-runner-agent\.service$/m, 'stages run under the machine\'s own systemd');
+    const stageProcs = await host.exec(['cat', `/sys/fs/cgroup/machine.slice/${unit('301')}/payload/system.slice/nspawn-runner-agent.service/cgroup.procs`]);
     assert.notEqual(stageProcs.stdout.trim(), '', 'the background process counts against the unit\'s limits');
     assert.match((await host.inventory()).processes.join('\n'), /nsr-marker-service/);
     assert.ok(!existsSync(`${host.state}/bookworm/artifact`), 'the image itself is never modified');
@@ -100,6 +101,24 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     assert.equal((await host.cleanup('304')).code, 0, 'cleanup twice');
     assert.equal((await host.cleanup('305')).code, 0, 'cleanup of a job never prepared');
     assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
+  test('stages have the sandbox of the machine\'s systemd: capabilities, seccomp, device policy, no open by handle', async () => {
+    mkdirSync(`${host.state}/.cache`, { recursive: true });
+    buildHandleProbe(`${host.state}/.cache`);
+    const cache = `${innerRoot}/.cache`;
+    assert.equal((await host.prepare('316')).code, 0);
+    const leader = (await host.exec(['machinectl', 'show', '--property=Leader', '--value', '--', 'run-316'])).stdout.trim();
+    const payload = parseSandbox((await host.exec(['cat', `/proc/${leader}/status`])).stdout);
+    const expected = { sandbox: payload, handle: 'open_by_handle_at: Operation not permitted', disk: 'disk: refused' };
+    const build = await host.stage('316', 'build_script', `${probeScript(cache)}; sleep 1000 & echo $! > /bg.pid`);
+    assert.equal(build.code, 0, build.stderr);
+    assert.deepEqual(findings(build.stdout), expected);
+    const afterScript = await host.stage('316', 'after_script', `${probeScript(cache)}; sed -n 's/^/bg-/p' /proc/$(cat /bg.pid)/status`);
+    assert.deepEqual(findings(afterScript.stdout), expected);
+    const background = afterScript.stdout.split('\n').filter((line) => line.startsWith('bg-')).map((line) => line.slice(3)).join('\n');
+    assert.deepEqual(parseSandbox(background), payload, 'the background process of an earlier stage');
+    assert.equal((await host.cleanup('316')).code, 0);
   });
 
   test('limits come from the config file; null switches one off', async () => {

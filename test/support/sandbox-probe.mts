@@ -71,3 +71,38 @@ export function processesInNamespaceOf(pid: number): number[] {
     }
   });
 }
+
+/** major:minor of the host's first disk: what a job would mknod to read the host's files. */
+export function hostDisk(): string {
+  const disk = readdirSync('/sys/block').find((name) => !/^(loop|ram|zram|nbd)/.test(name));
+  return disk ? readFileSync(`/sys/block/${disk}/dev`, 'utf8').trim() : '7:0';
+}
+
+export function commandOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** The checks, as one shell line: the sandbox fields, the handle probe, a read of the host's disk. */
+export function probeScript(cache: string): string {
+  const [major, minor] = hostDisk().split(':');
+  return `${sandboxCommand}; ${cache}/handle-probe ${cache}; ` +
+    `mknod /tmp/disk b ${major} ${minor} 2>/dev/null; head -c 1 /tmp/disk >/dev/null 2>&1 && echo disk: read || echo disk: refused; rm -f /tmp/disk`;
+}
+
+export interface Findings {
+  sandbox: Sandbox;
+  handle: string;
+  disk: string;
+}
+
+export function findings(output: string): Findings {
+  return {
+    sandbox: parseSandbox(output),
+    handle: /^open_by_handle_at: .*$/m.exec(output)?.[0] ?? `no probe output in ${output}`,
+    disk: /^disk: .*$/m.exec(output)?.[0] ?? `no disk output in ${output}`,
+  };
+}
