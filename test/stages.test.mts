@@ -164,3 +164,42 @@ for (const backend of ['overlay', 'tmpfs', 'btrfs'] as const) describe(`stages o
     assert.deepEqual(leftoversOf(state.root).jobDirs, []);
   });
 });
+
+// Issue 10: a machine killed from the host (an OOM kill, an admin) while a
+// stage runs is the host's failure, which GitLab may retry; never the
+// script's. A dying machine still shows its PID 1 for a while, more so with
+// memory to free: every round holds some.
+describe('a machine that dies during a stage (direct host)', () => {
+  let state: StateFixture;
+  let exitCodeDir: string;
+  before(async () => {
+    state = await StateFixture.withBusybox();
+    exitCodeDir = mkdtempSync(`${tmpdir()}/nsr-exit-`);
+  });
+  after(async () => {
+    await state?.dispose();
+    rmSync(exitCodeDir, { recursive: true, force: true });
+  });
+
+  test('is a system failure, in that stage and the next, and writes no build exit code', async () => {
+    for (let round = 0; round < 4; round++) {
+      const jobId = `dies-${round}`;
+      assert.equal((await state.prepare(jobId)).code, 0);
+      const exitCodeFile = `${exitCodeDir}/${jobId}`;
+      const stage = state.stage(jobId, 'build_script', 'dd if=/dev/zero bs=64M count=1 2>/dev/null | sleep 300 & touch /started; sleep 300',
+        { env: { BUILD_EXIT_CODE_FILE: exitCodeFile } });
+      while (!existsSync(`${state.root}/.jobs/${jobId}/upper/started`)) await new Promise((resolve) => setTimeout(resolve, 20));
+      const { leaderPid } = JSON.parse(readFileSync(`${state.root}/.jobs/${jobId}/job.json`, 'utf8')) as { leaderPid: number };
+      process.kill(leaderPid, 'SIGKILL');
+      const result = await stage;
+      assert.equal(result.code, systemFailure, `round ${round}: ${result.stderr}`);
+      assert.match(result.stderr, new RegExp(`machine run-${jobId} stopped during stage build_script`));
+      assert.ok(!existsSync(exitCodeFile), 'no build exit code for a system failure');
+      const next = await state.stage(jobId, 'after_script', 'echo after');
+      assert.equal(next.code, systemFailure, next.stderr);
+      assert.match(next.stderr, new RegExp(`machine run-${jobId} of job ${jobId} is not running`));
+      assert.equal((await state.cleanup(jobId)).code, 0);
+    }
+    assert.deepEqual(leftoversOf(state.root), { mounts: [], processes: [], jobDirs: [] });
+  });
+});
