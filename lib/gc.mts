@@ -3,7 +3,7 @@
 // else under the state directory that belongs to no live job - machines,
 // mounts, writable layers, records, half-made images - is garbage: the runner
 // was killed mid-stage, the host rebooted, or cleanup never came.
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { hostByName } from './host/select.mts';
 import { imagesDir, isImageName } from './image.mts';
 import { jobDir, listJobRecords, readJobRecord, type JobRecord } from './job.mts';
@@ -98,6 +98,7 @@ export interface GcReport {
   staging: string[];
   /** Image versions no job or machine uses any more, as NAME/VERSION. */
   versions: string[];
+  shifted: string[];
 }
 
 /** The full collection, for the gc command and its timer. */
@@ -112,7 +113,10 @@ export async function collectGarbage(settings: Settings): Promise<GcReport> {
   }
   const staging = await sweepStaging(settings);
   const versions = await sweepImageVersions(settings);
-  return { jobs, strayMachines, staging, versions };
+  // uid-shifted copies (private_users) of image trees that are gone.
+  const { removeShiftedTrees } = await import('./storage/shifted.mts');
+  const shifted = await removeShiftedTrees(settings, (source) => !existsSync(source));
+  return { jobs, strayMachines, staging, versions, shifted };
 }
 
 function escapeRegExp(text: string): string {

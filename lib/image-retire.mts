@@ -11,6 +11,7 @@ import { tryLock } from './lock.mts';
 import { nspawnProcesses } from './proc.mts';
 import { log } from './log.mts';
 import { removeTree } from './mounts.mts';
+import { removeShiftedTrees } from './storage/shifted.mts';
 import type { Settings } from './settings.mts';
 
 /**
@@ -79,7 +80,9 @@ export async function removeUnusedVersions(settings: Settings, name: string): Pr
   const removed: string[] = [];
   for (const version of candidates) {
     if (!secondLook.has(version)) {
+      const paths = [`${store}/${version}`, realpathSync(`${store}/${version}`)];
       await removeTree(`${store}/${version}`);
+      await removeShiftedTrees(settings, (source) => paths.includes(source));
       removed.push(version);
     }
     rmSync(retiredMarker(`${store}/${version}`), { force: true });

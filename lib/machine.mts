@@ -61,13 +61,7 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
     }
     const personality = imagePersonality(record.imagePath);
     if (personality) writeJobRecord(dir, record = { ...record, personality });
-    const storageArgs = await backend.prepare(record.imagePath, dir);
-    if (settings.privateUsers && storageArgs.some((arg) => arg.startsWith('--overlay='))) {
-      // nspawn can idmap a plain directory (a btrfs snapshot) but not an
-      // overlay root, and chown-ing would copy up the whole image.
-      throw new SystemError('private_users needs btrfs storage with the image as a subvolume',
-        'put the state directory on btrfs (chroot-create --convert for existing images), or set private_users: false');
-    }
+    const storageArgs = await backend.prepare(record.imagePath, dir, { privateUsers: settings.privateUsers });
     // Where machined runs, machines boot as the original's do: systemd in
     // the machine makes `systemctl` work in jobs and tells when it is up.
     const boot = host.registers;
@@ -81,7 +75,6 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
       binds: [...buildShares(settings, runnerBinary), ...agentBinds(dir, boot, settings.privateUsers)],
       systemdVersion: await systemdVersion(),
       network: settings.network,
-      privateUsers: settings.privateUsers,
       personality,
     });
     record = await host.start({

@@ -27,7 +27,6 @@ export interface NspawnOptions {
   /** Run the machine under a personality, such as x86 for i386 images. */
   personality?: string;
   network: NetworkChoice;
-  privateUsers: boolean;
 }
 
 export function buildNspawnArgs(options: NspawnOptions): string[] {
@@ -50,9 +49,6 @@ export function buildNspawnArgs(options: NspawnOptions): string[] {
   if (options.systemdVersion >= 250) args.push('--suppress-sync=yes');
   if (options.personality) args.push(`--personality=${options.personality}`);
   args.push(...networkArgs(options.network));
-  // Idmapped mounts keep copy-on-write storage usable from the new user
-  // namespace without chown-ing the image (systemd-nspawn(1), --private-users-ownership).
-  if (options.privateUsers) args.push('--private-users=pick', '--private-users-ownership=auto');
   if (options.boot) {
     // Stopping a throw-away machine means killing it: with SIGKILL instead
     // of a clean shutdown (SIGRTMIN+3), no service or stage process that

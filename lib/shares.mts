@@ -69,8 +69,10 @@ export function findRunnerBinary(setting: string, lookup: BinaryLookup): string 
 
 /** Binds of every machine: cache dir, builds dir when kept, and the runner binary. */
 export function buildShares(settings: Settings, runnerBinary: string | undefined): Bind[] {
-  const binds: Bind[] = [{ source: cacheDir(settings), target: cacheDir(settings), readOnly: false }];
-  if (settings.keepBuilds) binds.push({ source: buildsDir(settings), target: buildsDir(settings), readOnly: false });
+  // With a user namespace, idmapped: the machine's root writes as the host's root does.
+  const idmap = settings.privateUsers ? { idmap: true } : {};
+  const binds: Bind[] = [{ source: cacheDir(settings), target: cacheDir(settings), readOnly: false, ...idmap }];
+  if (settings.keepBuilds) binds.push({ source: buildsDir(settings), target: buildsDir(settings), readOnly: false, ...idmap });
   // mount(2) follows a symlinked source, so /usr/bin/gitlab-runner -> ... works as it is.
   if (runnerBinary) binds.push({ source: runnerBinary, target: runnerBinaryTarget, readOnly: true });
   return binds;

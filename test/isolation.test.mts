@@ -2,14 +2,14 @@
 // allowlist; and secrets that must not outlive the job.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { mountScratchBtrfs, type ScratchFilesystem } from './support/btrfs.mts';
 import { StateFixture } from './support/fixture.mts';
 import { makeBusyboxImage } from './support/images.mts';
 import { leftoversOf } from './support/leftovers.mts';
-import { buildFailure, runner, systemFailure } from './support/runner.mts';
+import { buildFailure, runner } from './support/runner.mts';
 
 describe('isolation', () => {
   let scratch: ScratchFilesystem;
@@ -57,19 +57,42 @@ describe('isolation', () => {
     assert.equal(inside, 0);
     assert.ok(outside! >= 65536, `root maps to host uid ${outside}`);
     assert.equal((await state.cleanup('users')).code, 0);
-
-    // An overlay root cannot be idmapped: refused with the fix named.
-    const plain = mkdtempSync(`${tmpdir()}/nsr-plain-`);
-    try {
-      makeBusyboxImage(`${plain}/busybox`);
-      const refused = await runner(['--root', plain, 'prepare', '--id', 'users2', 'busybox'], config);
-      assert.equal(refused.code, systemFailure);
-      assert.match(refused.stderr, /private_users needs btrfs storage/);
-      assert.deepEqual(leftoversOf(plain), { mounts: [], processes: [], jobDirs: [] });
-    } finally {
-      rmSync(plain, { recursive: true, force: true });
-    }
   });
+
+  for (const backend of ['overlay', 'tmpfs'] as const) {
+    test(`user namespaces on ${backend} storage: over a uid-shifted copy of the image, made once`, async () => {
+      const config = withConfig('users', 'private_users: true\n');
+      const plain = mkdtempSync(`${tmpdir()}/nsr-users-`);
+      try {
+        makeBusyboxImage(`${plain}/busybox`);
+        const prepare = (id: string) => runner(['--root', plain, '--backend', backend, 'prepare', '--id', id, 'busybox'], config);
+        const [first, second] = [await prepare('u1'), await prepare('u2')];
+        assert.equal(first.code, 0, first.stderr);
+        assert.equal(second.code, 0, second.stderr);
+        assert.match(first.stderr, /making the uid-shifted copy/);
+        assert.doesNotMatch(second.stderr, /making the uid-shifted copy/, 'made once per image version');
+        writeFileSync(`${state.scripts}/users-${backend}`, `id -u; cat /proc/self/uid_map; touch /mine ${plain}/.cache/from-job; ls -ln /bin/busybox\n`);
+        const result = await runner(['--root', plain, 'run', '--id', 'u1', `${state.scripts}/users-${backend}`, 'build_script'], config);
+        assert.equal(result.code, 0, result.stdout + result.stderr);
+        const [uid, map, busybox] = result.stdout.trim().split('\n');
+        assert.equal(uid, '0');
+        const [inside, outside] = map!.trim().split(/\s+/).map(Number);
+        assert.equal(inside, 0);
+        assert.ok(outside! >= 0x80000, `root maps to host uid ${outside}`);
+        assert.match(busybox!, /^\S+\s+\d+\s+0\s+0\s/, 'the image\'s files belong to root inside');
+        assert.equal(statSync(`${plain}/.cache/from-job`).uid, 0, 'the shared cache is idmapped: written as the host\'s root');
+        assert.equal(statSync(`${plain}/busybox/bin/busybox`).uid, 0, 'the image itself is untouched');
+        for (const id of ['u1', 'u2']) assert.equal((await runner(['--root', plain, 'cleanup', '--id', id], config)).code, 0);
+        assert.deepEqual(leftoversOf(plain), { mounts: [], processes: [], jobDirs: [] });
+        // The copy goes once its image does.
+        rmSync(`${plain}/busybox`, { recursive: true });
+        assert.equal((await runner(['--root', plain, 'gc'], config)).code, 0);
+        assert.deepEqual(readdirSync(`${plain}/.users`), []);
+      } finally {
+        rmSync(plain, { recursive: true, force: true });
+      }
+    });
+  }
 
   test('allowed_images: other images are refused, listed ones run', async () => {
     const config = withConfig('allow', 'allowed_images: [busy*]\n');

@@ -14,7 +14,6 @@ const base: NspawnOptions = {
   binds: [],
   systemdVersion: 252,
   network: 'host',
-  privateUsers: false,
 };
 
 test('nspawn argv for a direct host keeps a reaper at PID 1 and the stage agent at PID 2', () => {
@@ -40,7 +39,6 @@ test('nspawn argv variations', () => {
     [{ network: 'private' }, ['--private-network'], ['--network-veth']],
     [{ network: 'veth' }, ['--network-veth'], ['--private-network']],
     [{ network: 'zone:ci' }, ['--network-zone=ci'], ['--private-network']],
-    [{ privateUsers: true }, ['--private-users=pick', '--private-users-ownership=auto'], []],
     [{ binds: [{ source: '/a:b', target: '/c', readOnly: true }, { source: '/d', target: '/d', readOnly: false }] },
       ['--bind-ro=/a\\:b:/c', '--bind=/d:/d'], []],
   ];

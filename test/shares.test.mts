@@ -34,7 +34,7 @@ test('every machine gets the cache dir, the builds dir when kept, and the binary
     { source: '/usr/bin/gitlab-runner', target: runnerBinaryTarget, readOnly: true },
   ]);
   const args = buildNspawnArgs({
-    machine: 'run-1', storageArgs: [], boot: false, payload: ['true'], register: false, systemdVersion: 252, network: 'host', privateUsers: false,
+    machine: 'run-1', storageArgs: [], boot: false, payload: ['true'], register: false, systemdVersion: 252, network: 'host',
     binds: buildShares(kept, '/opt/a:b/gitlab-runner'),
   });
   assert.ok(args.includes('--bind=/srv/nsr/.cache:/srv/nsr/.cache'));

@@ -7,28 +7,33 @@ import { existsSync } from 'node:fs';
 import { isSubvolume, snapshotSubvolume } from '../btrfs.mts';
 import { log } from '../log.mts';
 import { removeTree } from '../mounts.mts';
+import type { Settings } from '../settings.mts';
 import type { StorageBackend } from './backend.mts';
-import { overlayBackend } from './overlay.mts';
+import { overlayLayer } from './overlay.mts';
 
-export function snapshotArgs(snapshot: string): string[] {
-  return [`--directory=${snapshot}`];
+export function snapshotArgs(snapshot: string, privateUsers = false): string[] {
+  // Idmapped mounts keep the snapshot usable from the new user namespace
+  // without chown-ing it (systemd-nspawn(1), --private-users-ownership).
+  return [`--directory=${snapshot}`, ...(privateUsers ? ['--private-users=pick', '--private-users-ownership=auto'] : [])];
 }
 
-export const btrfsBackend: StorageBackend = {
-  name: 'btrfs',
-  async prepare(imagePath, jobDir) {
-    if (!isSubvolume(imagePath)) {
-      // Images made by hand, or by the original on another filesystem, are
-      // plain directories: overlayfs works on btrfs too.
-      log.verbose(`${imagePath} is not a subvolume: using an overlay (convert it with chroot-create --convert)`);
-      return overlayBackend.prepare(imagePath, jobDir);
-    }
-    const snapshot = `${jobDir}/root`;
-    await snapshotSubvolume(imagePath, snapshot);
-    return snapshotArgs(snapshot);
-  },
+export function btrfsBackend(settings: Settings): StorageBackend {
+  return {
+    name: 'btrfs',
+    async prepare(imagePath, jobDir, options) {
+      if (!isSubvolume(imagePath)) {
+        // Images made by hand, or by the original on another filesystem, are
+        // plain directories: overlayfs works on btrfs too.
+        log.verbose(`${imagePath} is not a subvolume: using an overlay (convert it with chroot-create --convert)`);
+        return overlayLayer(settings, imagePath, `${jobDir}/upper`, options);
+      }
+      const snapshot = `${jobDir}/root`;
+      await snapshotSubvolume(imagePath, snapshot);
+      return snapshotArgs(snapshot, options.privateUsers);
+    },
   async release(jobDir) {
     const snapshot = `${jobDir}/root`;
     if (existsSync(snapshot)) await removeTree(snapshot);
   },
-};
+  };
+}

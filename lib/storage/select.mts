@@ -5,7 +5,7 @@ import { isBtrfs } from '../btrfs.mts';
 import type { BackendName } from '../job.mts';
 import type { Settings } from '../settings.mts';
 import type { StorageBackend } from './backend.mts';
-import { overlayBackend } from './overlay.mts';
+
 
 export function chooseBackendName(settings: Settings): BackendName {
   if (settings.backend === 'auto') return isBtrfs(settings.root) ? 'btrfs' : 'overlay';
@@ -18,8 +18,8 @@ export function chooseBackendName(settings: Settings): BackendName {
 
 export async function backendByName(name: BackendName, settings: Settings): Promise<StorageBackend> {
   switch (name) {
-    case 'overlay': return overlayBackend;
-    case 'btrfs': return (await import('./btrfs.mts')).btrfsBackend;
-    case 'tmpfs': return (await import('./tmpfs.mts')).tmpfsBackend(settings.tmpfsSize);
+    case 'overlay': return (await import('./overlay.mts')).overlayBackend(settings);
+    case 'btrfs': return (await import('./btrfs.mts')).btrfsBackend(settings);
+    case 'tmpfs': return (await import('./tmpfs.mts')).tmpfsBackend(settings);
   }
 }

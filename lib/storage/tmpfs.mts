@@ -5,22 +5,22 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { check } from '../exec.mts';
 import { unmountUnder } from '../mounts.mts';
+import type { Settings } from '../settings.mts';
 import type { StorageBackend } from './backend.mts';
-import { overlayArgs } from './overlay.mts';
+import { overlayLayer } from './overlay.mts';
 
 export function buildTmpfsMountArgs(target: string, size: string): string[] {
   return ['mount', '-t', 'tmpfs', '-o', `size=${size},mode=0700`, '--', 'nspawn-runner-job', target];
 }
 
-export function tmpfsBackend(size: string): StorageBackend {
+export function tmpfsBackend(settings: Settings): StorageBackend {
   return {
     name: 'tmpfs',
-    async prepare(imagePath, jobDir) {
+    async prepare(imagePath, jobDir, options) {
       const ram = `${jobDir}/ram`;
       mkdirSync(ram);
-      await check(buildTmpfsMountArgs(ram, size));
-      mkdirSync(`${ram}/upper`);
-      return overlayArgs(imagePath, `${ram}/upper`);
+      await check(buildTmpfsMountArgs(ram, settings.tmpfsSize));
+      return overlayLayer(settings, imagePath, `${ram}/upper`, options);
     },
     async release(jobDir) {
       if (existsSync(`${jobDir}/ram`)) await unmountUnder(`${jobDir}/ram`);
