@@ -12,7 +12,7 @@ import {
 } from './job.mts';
 import { log } from './log.mts';
 import { isLive, owningAncestorOf, sleep, startTimeOf } from './proc.mts';
-import { buildNspawnArgs, systemdVersion } from './nspawn.mts';
+import { buildNspawnArgs, privilegedEnv, systemdVersion } from './nspawn.mts';
 import { imagePersonality } from './personality.mts';
 import { buildsDir, cacheDir, type Settings } from './settings.mts';
 import { buildShares, findRunnerBinary } from './shares.mts';
@@ -75,6 +75,7 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
       binds: [...buildShares(settings, runnerBinary), ...agentBinds(dir, boot, settings.privateUsers)],
       systemdVersion: await systemdVersion(),
       network: settings.network,
+      privileged: settings.privileged,
       personality,
     });
     record = await host.start({
@@ -84,6 +85,8 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
       boot,
       readyTimeoutMs: settings.readyTimeoutSeconds * 1000,
       limits: settings.limits,
+      nspawnEnv: privilegedEnv(settings.privileged),
+      allDevices: settings.privileged,
       onSpawned: (spawned) => writeJobRecord(dir, spawned),
     }, record);
     const started = record;

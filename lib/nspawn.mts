@@ -27,6 +27,8 @@ export interface NspawnOptions {
   /** Run the machine under a personality, such as x86 for i386 images. */
   personality?: string;
   network: NetworkChoice;
+  /** Every capability; the caller also turns nspawn's seccomp filter off (privilegedEnv). */
+  privileged?: boolean;
 }
 
 export function buildNspawnArgs(options: NspawnOptions): string[] {
@@ -46,9 +48,11 @@ export function buildNspawnArgs(options: NspawnOptions): string[] {
     args.push('--register=no', '--keep-unit');
   }
   // Syncs from a throw-away machine only slow the host down (systemd >= 250).
-  if (options.systemdVersion >= 250) args.push('--suppress-sync=yes');
+  // It is a seccomp filter, which a privileged machine has none of.
+  if (options.systemdVersion >= 250 && !options.privileged) args.push('--suppress-sync=yes');
   if (options.personality) args.push(`--personality=${options.personality}`);
   args.push(...networkArgs(options.network));
+  if (options.privileged) args.push('--capability=all');
   if (options.boot) {
     // Stopping a throw-away machine means killing it: with SIGKILL instead
     // of a clean shutdown (SIGRTMIN+3), no service or stage process that
@@ -113,6 +117,15 @@ function bindArg(bind: Bind): string {
 /** nspawn splits --bind and --overlay values on ":", a backslash escapes one. */
 export function escapeColons(path: string): string {
   return path.replaceAll('\\', '\\\\').replaceAll(':', '\\:');
+}
+
+/**
+ * The environment that turns nspawn's seccomp filter off for a privileged
+ * machine (systemd-nspawn(1), $SYSTEMD_SECCOMP), as the original's
+ * ENABLE_SECCOMP = False did.
+ */
+export function privilegedEnv(privileged: boolean): Record<string, string> {
+  return privileged ? { SYSTEMD_SECCOMP: '0' } : {};
 }
 
 let cachedVersion: number | undefined;

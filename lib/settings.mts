@@ -43,6 +43,8 @@ export interface Settings {
   runnerBinary: string;
   /** Share the builds directory into machines, so checkouts persist on the host between jobs. */
   keepBuilds: boolean;
+  /** Jobs get every capability, no seccomp filter and every device, like Docker's privileged (see README). */
+  privileged: boolean;
 }
 
 export interface SettingsOverrides {
@@ -67,6 +69,7 @@ const defaults: Settings = {
   allowedImages: undefined,
   runnerBinary: 'auto',
   keepBuilds: false,
+  privileged: false,
 };
 
 export const configFileName = 'nspawn-runner.conf';
@@ -128,6 +131,7 @@ export function parseConfigDocument(data: unknown, file: string): Partial<Settin
       case 'allowed_images': result.allowedImages = asStringList(value, file, key); break;
       case 'gitlab_runner': result.runnerBinary = asRunnerBinary(value, file, key); break;
       case 'keep_builds': result.keepBuilds = asBoolean(value, file, key); break;
+      case 'privileged': result.privileged = asBoolean(value, file, key); break;
       default: throw new SystemError(`${file}: unknown key "${key}"`, 'see README.md, "Configuration"');
     }
   }

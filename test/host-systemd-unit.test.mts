@@ -19,8 +19,17 @@ test('systemd-run argv: a transient notify service in machine.slice, nspawn afte
     '--property=KillMode=mixed', '--property=Delegate=yes', '--property=SuccessExitStatus=133',
     '--property=RestartForceExitStatus=133', '--property=WatchdogSec=3min',
     '--property=CPUWeight=50', '--property=MemoryHigh=30%', '--property=MemoryMax=40%', '--property=TasksMax=16384',
+    '--property=DevicePolicy=closed', '--property=DeviceAllow=/dev/net/tun rwm', '--property=DeviceAllow=char-pts rw',
+    '--property=DeviceAllow=/dev/loop-control rw', '--property=DeviceAllow=block-loop rw', '--property=DeviceAllow=block-blkext rw',
+    '--property=DeviceAllow=/dev/mapper/control rw', '--property=DeviceAllow=block-device-mapper rw',
     '--', 'systemd-nspawn', '--machine=run-7', '--boot', '--notify-ready=yes',
   ]);
+});
+
+test('privileged machines: no device policy, nspawn\'s seccomp filter off', () => {
+  const argv = buildSystemdRunArgs({ ...base, allDevices: true, env: { SYSTEMD_SECCOMP: '0' } });
+  assert.ok(!argv.some((arg) => arg.includes('Device')));
+  assert.ok(argv.indexOf('--setenv=SYSTEMD_SECCOMP=0') < argv.indexOf('--'));
 });
 
 test('limits: each one can be switched off, MemoryMax needs systemd 249', () => {

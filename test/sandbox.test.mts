@@ -81,6 +81,18 @@ describe('a job has the sandbox of nspawn\'s payload, on every path into its mac
     assert.equal((await state.cleanup('sandbox-2')).code, 0);
   });
 
+  test('privileged: true gives a job every capability and no seccomp filter, as Docker\'s privileged does', async () => {
+    const config = `${state.scripts}/privileged.conf`;
+    writeFileSync(config, 'privileged: true\n');
+    const env = { NSPAWN_RUNNER_CONFIG: config };
+    assert.equal((await state.prepare('sandbox-3', 'busybox', { env })).code, 0);
+    const stage = await state.stage('sandbox-3', 'build_script', sandboxCommand, { env });
+    const sandbox = parseSandbox(stage.stdout);
+    assert.equal(sandbox.CapBnd, sandboxOfPid(process.pid).CapBnd, 'the host\'s bounding set');
+    assert.equal(sandbox.Seccomp, '0');
+    assert.equal((await state.cleanup('sandbox-3')).code, 0);
+  });
+
   test('a build shell', async () => {
     const output = execFileSync(executable, ['--root', state.root, 'shell', 'busybox', '--', '/bin/sh', '-c', `${sandboxCommand}`],
       { encoding: 'utf8', cwd: '/' });

@@ -114,11 +114,21 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     const build = await host.stage('316', 'build_script', `${probeScript(cache)}; sleep 1000 & echo $! > /bg.pid`);
     assert.equal(build.code, 0, build.stderr);
     assert.deepEqual(findings(build.stdout), expected);
+    assert.equal(await host.unitProperty(unit('316'), 'DevicePolicy'), 'closed', 'systemd-nspawn@.service\'s device policy');
     const afterScript = await host.stage('316', 'after_script', `${probeScript(cache)}; sed -n 's/^/bg-/p' /proc/$(cat /bg.pid)/status`);
     assert.deepEqual(findings(afterScript.stdout), expected);
     const background = afterScript.stdout.split('\n').filter((line) => line.startsWith('bg-')).map((line) => line.slice(3)).join('\n');
     assert.deepEqual(parseSandbox(background), payload, 'the background process of an earlier stage');
     assert.equal((await host.cleanup('316')).code, 0);
+
+    writeFileSync(`${host.scripts}/privileged.conf`, 'privileged: true\n');
+    const config = ['--config', `${innerScripts}/privileged.conf`];
+    assert.equal((await host.prepare('317', undefined, config)).code, 0);
+    assert.equal(await host.unitProperty(unit('317'), 'DevicePolicy'), 'auto');
+    const privileged = parseSandbox((await host.stage('317', 'build_script', 'grep -E "^(CapBnd|CapEff|Seccomp)" /proc/self/status', {}, config)).stdout);
+    assert.equal(privileged.Seccomp, '0');
+    assert.notEqual(privileged.CapBnd, payload.CapBnd);
+    assert.equal((await host.cleanup('317', config)).code, 0);
   });
 
   test('limits come from the config file; null switches one off', async () => {

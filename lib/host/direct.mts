@@ -34,7 +34,7 @@ async function startDetached(request: StartRequest, record: JobRecord): Promise<
   const child = spawn(request.nspawnArgs[0]!, request.nspawnArgs.slice(1), {
     detached: true,
     stdio: ['ignore', logFd, logFd],
-    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', SYSTEMD_LOG_LEVEL: 'warning' },
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', SYSTEMD_LOG_LEVEL: 'warning', ...request.nspawnEnv },
   });
   closeSync(logFd);
   const spawnError = new Promise<never>((_, reject) => child.once('error', (error: NodeJS.ErrnoException) =>

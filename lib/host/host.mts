@@ -13,6 +13,10 @@ export interface StartRequest {
   readyTimeoutMs: number;
   /** Resource limits of the machine, where the host can apply them. */
   limits: Limits;
+  /** Variables for systemd-nspawn itself (never the machine's). */
+  nspawnEnv: Record<string, string>;
+  /** Lift the device policy (privileged machines). */
+  allDevices: boolean;
   /** Called as soon as a process exists that cleanup must stop, before waiting for readiness. */
   onSpawned(record: JobRecord): void;
 }

@@ -15,6 +15,10 @@ export interface SystemdRunOptions {
   unit: string;
   description: string;
   limits: Limits;
+  /** Variables for systemd-nspawn in the unit. */
+  env?: Record<string, string>;
+  /** No device policy (privileged machines); else systemd-nspawn@.service's. */
+  allDevices?: boolean;
   systemdVersion: number;
   readyTimeoutSeconds: number;
   /** The full systemd-nspawn argv, with --boot --notify-ready=yes. */
@@ -32,6 +36,21 @@ export function limitProperties(limits: Limits, version: number): string[] {
   return properties;
 }
 
+/**
+ * The device policy of systemd-nspawn@.service: the pseudo devices, ptys,
+ * tun, and loop and device-mapper devices for image tools; no disk.
+ */
+export const nspawnDeviceProperties = [
+  'DevicePolicy=closed',
+  'DeviceAllow=/dev/net/tun rwm',
+  'DeviceAllow=char-pts rw',
+  'DeviceAllow=/dev/loop-control rw',
+  'DeviceAllow=block-loop rw',
+  'DeviceAllow=block-blkext rw',
+  'DeviceAllow=/dev/mapper/control rw',
+  'DeviceAllow=block-device-mapper rw',
+] as const;
+
 export function buildSystemdRunArgs(options: SystemdRunOptions): string[] {
   const properties = [
     // systemd-run without --wait returns once the start job is done, and for
@@ -48,6 +67,7 @@ export function buildSystemdRunArgs(options: SystemdRunOptions): string[] {
     'RestartForceExitStatus=133',
     'WatchdogSec=3min',
     ...limitProperties(options.limits, options.systemdVersion),
+    ...(options.allDevices ? [] : nspawnDeviceProperties),
   ];
   return [
     'systemd-run',
@@ -58,6 +78,7 @@ export function buildSystemdRunArgs(options: SystemdRunOptions): string[] {
     // Unload the unit when it stops, even failed, so the job id can be reused.
     '--collect',
     ...properties.map((property) => `--property=${property}`),
+    ...Object.entries(options.env ?? {}).map(([name, value]) => `--setenv=${name}=${value}`),
     '--',
     ...options.nspawnArgs,
   ];

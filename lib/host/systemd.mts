@@ -54,6 +54,8 @@ async function startUnit(request: StartRequest, record: JobRecord): Promise<JobR
     unit,
     description: `nspawn-runner job ${record.jobId}: machine ${record.machine} on image ${record.image}`,
     limits: request.limits,
+    env: request.nspawnEnv,
+    allDevices: request.allDevices,
     systemdVersion: await systemdVersion(),
     readyTimeoutSeconds: Math.ceil(request.readyTimeoutMs / 1000),
     nspawnArgs: request.nspawnArgs,
