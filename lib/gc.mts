@@ -1,12 +1,12 @@
 // Crash recovery. A job is alive while its prepare runs, or while its machine
-// runs and the process that prepared it (gitlab-runner) lives. Everything
+// runs and the process that prepared it (gitlab-runner) lives, or is unknown. Everything
 // else under the state directory that belongs to no live job - machines,
 // mounts, writable layers, records, half-made images - is garbage: the runner
 // was killed mid-stage, the host rebooted, or cleanup never came.
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { hostByName } from './host/select.mts';
 import { imagesDir, isImageName } from './image.mts';
-import { jobDir, listJobRecords, readJobRecord, type JobRecord } from './job.mts';
+import { jobDir, listJobRecords, readJobRecord, unknownOwner, type JobRecord } from './job.mts';
 import { log } from './log.mts';
 import { cleanupJob } from './machine.mts';
 import { removeTree } from './mounts.mts';
@@ -21,6 +21,8 @@ export async function jobHealth(record: JobRecord): Promise<JobHealth> {
   }
   const host = await hostByName(record.host);
   if (!(await host.leaderOf(record))) return 'orphaned';
+  // An owner that cannot be known is not a dead one: such a job lives while its machine runs.
+  if (record.ownerPid === unknownOwner) return 'running';
   return isRunning(record.ownerPid, record.ownerStartTime) ? 'running' : 'orphaned';
 }
 

@@ -43,6 +43,7 @@ export interface JobRecord {
   /** The prepare process, and the process that ran it (gitlab-runner): the job lives while they do. */
   preparerPid: number;
   preparerStartTime?: string;
+  /** unknownOwner (0) when prepare's parent is in another PID namespace. */
   ownerPid: number;
   ownerStartTime?: string;
   /** direct host: the systemd-nspawn process and the machine's PID 1 (with start times). */
@@ -55,6 +56,13 @@ export interface JobRecord {
   /** systemd host: the unit's control group (unified hierarchy only), which stages join. */
   cgroup?: string;
 }
+
+/**
+ * The owner of a job whose prepare was started from another PID namespace
+ * (nsenter into gitlab-runner's container): getppid() is 0 there, as in the
+ * record. Such a job lives while its machine runs.
+ */
+export const unknownOwner = 0;
 
 export function jobDir(settings: Settings, jobId: string): string {
   return `${jobsDir(settings)}/${jobId}`;

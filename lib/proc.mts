@@ -28,7 +28,8 @@ const wrappers = new Set(['sh', 'bash', 'dash', 'zsh', 'sudo', 'env', 'timeout',
 /**
  * The process a job belongs to: the nearest ancestor that is not a wrapper.
  * gitlab-runner runs prepare_exec itself, but an admin may wrap it in a
- * shell script, which exits long before the job ends.
+ * shell script, which exits long before the job ends. 0 when that ancestor
+ * lives in another PID namespace (getppid(2) says 0): it cannot be known.
  */
 export function owningAncestorOf(pid: number): number {
   let current = statOf(pid)?.parent ?? 1;

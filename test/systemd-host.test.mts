@@ -172,7 +172,7 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     assert.match((await host.runner(['status'])).stdout, /^312\tbookworm\toverlay\tsystemd\t\d+s\trunning\trun-312$/m);
     assert.equal((await host.stage('312', 'build_script', 'echo still here')).code, 0);
     // gitlab-runner gone: nothing will ever clean this job up but gc.
-    assert.equal((await host.runnerWithoutOwner(['prepare', '--id', '314', 'bookworm'])).code, 0);
+    assert.equal((await host.runnerWithDeadOwner(['prepare', '--id', '314', 'bookworm'])).code, 0);
     assert.match((await host.runner(['status'])).stdout, /^314\t.*\torphaned\trun-314$/m);
     const gc = await host.runner(['gc', '--json']);
     assert.equal(gc.code, 0, gc.stderr);
@@ -180,6 +180,27 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     assert.equal(await host.unitProperty(unit('314'), 'LoadState'), 'not-found');
     assert.doesNotMatch((await host.exec(['machinectl', 'list', '--no-legend'])).stdout, /run-314/);
     await Promise.all([host.cleanup('312'), host.cleanup('313')]);
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
+  test('a job prepared from another PID namespace has an unknown owner: it lives while its machine runs', async () => {
+    // As through nsenter into a container running gitlab-runner: getppid() is 0 in prepare.
+    const prepared = await host.runnerFromOutside(['prepare', '--id', '316', 'bookworm']);
+    assert.equal(prepared.code, 0, prepared.stderr);
+    assert.equal(JSON.parse(readFileSync(`${host.state}/.jobs/316/job.json`, 'utf8')).ownerPid, 0, 'recorded as unknown');
+    assert.match((await host.runner(['status'])).stdout, /^316\t.*\trunning\trun-316$/m);
+    const next = await host.prepare('317');
+    assert.equal(next.code, 0, next.stderr);
+    assert.doesNotMatch(next.stderr, /job 316/, 'the next prepare\'s sweep leaves it alone');
+    const stage = await host.stage('316', 'build_script', 'echo still here');
+    assert.equal(stage.code, 0, stage.stderr);
+    assert.deepEqual(JSON.parse((await host.runner(['gc', '--json'])).stdout).jobs, []);
+    // Once its machine is gone, it is gc's to collect.
+    assert.equal((await host.exec(['systemctl', 'kill', '--signal=SIGKILL', '--', unit('316')])).code, 0);
+    await host.waitUntilInactive(unit('316'));
+    assert.match((await host.runner(['status'])).stdout, /^316\t.*\torphaned\trun-316$/m);
+    assert.deepEqual(JSON.parse((await host.runner(['gc', '--json'])).stdout).jobs, ['316']);
+    assert.equal((await host.cleanup('317')).code, 0);
     assert.deepEqual(await host.inventory(), nothingLeft);
   });
 

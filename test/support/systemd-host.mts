@@ -251,9 +251,17 @@ export class SystemdTestHost {
     });
   }
 
-  /** The same, started from outside the test host: a runner whose parent is gone at once. */
-  runnerWithoutOwner(args: string[]): Promise<RunnerResult> {
+  /**
+   * The same, started from outside the test host through nsenter: its parent
+   * lives in another PID namespace, so getppid() is 0 and its owner unknown.
+   */
+  runnerFromOutside(args: string[]): Promise<RunnerResult> {
     return this.exec([`${repoRoot}/bin/nspawn-runner`, '--root', innerRoot, ...args]);
+  }
+
+  /** Started by a go-between that exits right after it, as a gitlab-runner that crashed: the job's owner is gone. */
+  runnerWithDeadOwner(args: string[]): Promise<RunnerResult> {
+    return this.exec(['perl', '-e', 'exit(system(@ARGV) >> 8)', `${repoRoot}/bin/nspawn-runner`, '--root', innerRoot, ...args]);
   }
 
   prepare(jobId: string, image = debianImage, args: string[] = [], env: Record<string, string> = {}): Promise<RunnerResult> {
