@@ -1,6 +1,6 @@
 // Process facts from /proc. PIDs are reused, so a stored PID is always paired
 // with its start time (field 22 of /proc/PID/stat) before it is signalled.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -43,6 +43,15 @@ export function processGroupMembers(pgid: number): number[] {
     const stat = statOf(pid);
     return stat?.processGroup === pgid && stat.state !== 'Z';
   }).map(Number);
+}
+
+/** Whether pid runs in our PID namespace, not in a container's (a nested host's machines are its own). */
+export function inOurPidNamespace(pid: number): boolean {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/pid`) === readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return false;
+  }
 }
 
 export function startTimeOf(pid: number): string | undefined {

@@ -204,6 +204,16 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     assert.deepEqual(await host.inventory(), nothingLeft);
   });
 
+  test('cleanup with a corrupt job record stops the job\'s unit all the same', async () => {
+    assert.equal((await host.prepare('319')).code, 0);
+    writeFileSync(`${host.state}/.jobs/319/job.json`, '{"jobId": "319", "mach');
+    const cleaned = await host.cleanup('319');
+    assert.equal(cleaned.code, 0, cleaned.stderr);
+    assert.match(cleaned.stderr, /job 319: corrupt job record/);
+    assert.equal(await host.unitProperty(unit('319'), 'LoadState'), 'not-found');
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
   test('nothing is left on this machine once the test host is gone', async () => {
     await host.dispose();
     assert.ok(!existsSync(host.work));
