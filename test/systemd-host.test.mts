@@ -3,12 +3,12 @@
 // machine.slice, registered with machined, under the configured limits.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { mountScratchBtrfs, type ScratchFilesystem } from './support/btrfs.mts';
 import { debianImage, debianRoot, makeBusyboxImage } from './support/images.mts';
 import { buildFailure, systemFailure } from './support/runner.mts';
-import { innerScripts, SystemdTestHost, type Inventory } from './support/systemd-host.mts';
+import { innerScripts, repoRoot, SystemdTestHost, type Inventory } from './support/systemd-host.mts';
 
 const unit = (jobId: string): string => `nspawn-runner-run-${jobId}.service`;
 const nothingLeft: Inventory = { machines: [], units: [], processes: [], cgroups: [], mounts: [], propagate: [], jobDirs: [] };
@@ -201,6 +201,25 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     assert.match((await host.runner(['status'])).stdout, /^316\t.*\torphaned\trun-316$/m);
     assert.deepEqual(JSON.parse((await host.runner(['gc', '--json'])).stdout).jobs, ['316']);
     assert.equal((await host.cleanup('317')).code, 0);
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
+  test('gc stops a machine whose job directory is gone, through systemd, if it was in its state directory', async () => {
+    assert.equal((await host.prepare('318')).code, 0);
+    // The job's bookkeeping gone behind the runner's back (a restore, a careless admin).
+    rmSync(`${host.state}/.jobs/318`, { recursive: true, force: true });
+    const elsewhere = await host.exec([`${repoRoot}/bin/nspawn-runner`, '--root', '/var/lib/nspawn-runner-elsewhere', 'gc', '--json']);
+    assert.equal(elsewhere.code, 0, elsewhere.stderr);
+    assert.deepEqual(JSON.parse(elsewhere.stdout).strayMachines, [], 'another state directory\'s gc leaves it alone');
+    assert.equal(await host.unitProperty(unit('318'), 'ActiveState'), 'active');
+    const gc = await host.runner(['gc', '--json']);
+    assert.equal(gc.code, 0, gc.stderr);
+    assert.deepEqual(JSON.parse(gc.stdout).strayMachines, ['run-318']);
+    assert.equal(await host.unitProperty(unit('318'), 'LoadState'), 'not-found');
+    // Stopped through systemd, as cleanup does, rather than its nspawn killed behind systemd's back.
+    await host.exec(['journalctl', '--sync']);
+    const journal = (await host.exec(['journalctl', `--unit=${unit('318')}`, '--output=cat', '--no-pager'])).stdout;
+    assert.match(journal, /^Stopped nspawn-runner-run-318\.service/m);
     assert.deepEqual(await host.inventory(), nothingLeft);
   });
 
