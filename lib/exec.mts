@@ -14,6 +14,7 @@ const packageOf: Record<string, string> = {
   systemctl: 'systemd',
   journalctl: 'systemd',
   nsenter: 'util-linux',
+  unshare: 'util-linux',
   debootstrap: 'debootstrap',
   mmdebstrap: 'mmdebstrap',
   btrfs: 'btrfs-progs',

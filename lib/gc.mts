@@ -1,16 +1,17 @@
 // Crash recovery. A job is alive while its prepare runs, or while its machine
-// runs and the process that prepared it (gitlab-runner) lives. Everything
+// runs and the process that prepared it (gitlab-runner) lives, or is unknown. Everything
 // else under the state directory that belongs to no live job - machines,
 // mounts, writable layers, records, half-made images - is garbage: the runner
 // was killed mid-stage, the host rebooted, or cleanup never came.
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { hostByName } from './host/select.mts';
+import { hostByName, stopMachinesWhere } from './host/select.mts';
 import { imagesDir, isImageName } from './image.mts';
-import { jobDir, listJobRecords, readJobRecord, type JobRecord } from './job.mts';
+import { jobDir, listJobRecords, readJobRecord, unknownOwner, type JobRecord } from './job.mts';
 import { log } from './log.mts';
 import { cleanupJob } from './machine.mts';
 import { removeTree } from './mounts.mts';
-import { childrenOf, isRunning, nspawnProcesses, signal, startTimeOf, waitForExit } from './proc.mts';
+import { escapeColons } from './nspawn.mts';
+import { isRunning, startTimeOf } from './proc.mts';
 import { jobsDir, type Settings } from './settings.mts';
 
 export type JobHealth = 'preparing' | 'running' | 'orphaned';
@@ -21,6 +22,8 @@ export async function jobHealth(record: JobRecord): Promise<JobHealth> {
   }
   const host = await hostByName(record.host);
   if (!(await host.leaderOf(record))) return 'orphaned';
+  // An owner that cannot be known is not a dead one: such a job lives while its machine runs.
+  if (record.ownerPid === unknownOwner) return 'running';
   return isRunning(record.ownerPid, record.ownerStartTime) ? 'running' : 'orphaned';
 }
 
@@ -68,33 +71,16 @@ export async function sweepOrphanedJobs(settings: Settings): Promise<string[]> {
       : Date.now() - statSync(jobDir(settings, id), { throwIfNoEntry: false })!.mtimeMs > unrecordedGraceMs;
     if (!orphaned) continue;
     log.info(`job ${id}: no live owner, cleaning it up`);
-    await stopStrayMachines(`${jobDir(settings, id)}/`);
     await cleanupJob(settings, id);
     cleaned.push(id);
   }
   return cleaned;
 }
 
-/**
- * Kills systemd-nspawn processes whose command line names a path under
- * prefix: machines whose record never learned their PID (prepare killed
- * between starting nspawn and writing it down) or whose record is gone.
- */
-export async function stopStrayMachines(prefix: string): Promise<number> {
-  let stopped = 0;
-  for (const { pid: nspawnPid, argv } of nspawnProcesses()) {
-    if (!argv.some((arg) => arg.includes(prefix))) continue;
-    const startTime = startTimeOf(nspawnPid);
-    for (const child of childrenOf(nspawnPid)) signal(child, 'SIGKILL');
-    if (!(await waitForExit(nspawnPid, startTime, 5000))) signal(nspawnPid, 'SIGKILL');
-    stopped++;
-  }
-  return stopped;
-}
-
 export interface GcReport {
   jobs: string[];
-  strayMachines: number;
+  /** Machines (units or nspawn processes) of job directories that are gone. */
+  strayMachines: string[];
   staging: string[];
   /** Image versions no job or machine uses any more, as NAME/VERSION. */
   versions: string[];
@@ -104,19 +90,21 @@ export interface GcReport {
 /** The full collection, for the gc command and its timer. */
 export async function collectGarbage(settings: Settings): Promise<GcReport> {
   const jobs = await sweepOrphanedJobs(settings);
-  // Machines of jobs whose directory is already gone.
-  const live = new Set(jobIds(settings));
-  let strayMachines = 0;
-  for (const { argv } of nspawnProcesses()) {
-    const match = new RegExp(`${escapeRegExp(jobsDir(settings))}/([^/ ]+)/`).exec(argv.join(' '));
-    if (match && !live.has(match[1]!)) strayMachines += await stopStrayMachines(`${jobsDir(settings)}/${match[1]}/`);
-  }
+  // Machines of jobs whose directory is already gone, asked right before
+  // each is stopped: a prepare may claim a new directory meanwhile.
+  const jobIdIn = new RegExp(`(?:${escapeRegExp(jobsDir(settings))}|${escapeRegExp(escapeColons(jobsDir(settings)))})/([^/ ]+)/`);
+  const stray = await stopMachinesWhere((commandLine) => {
+    const id = jobIdIn.exec(commandLine)?.[1];
+    return id !== undefined && !existsSync(jobDir(settings, id));
+  });
+  for (const machine of stray.machines) log.info(`stopped machine ${machine}: its job directory is gone`);
+  for (const failure of stray.failed) log.warn(`cannot stop a machine whose job directory is gone: ${failure}`);
   const staging = await sweepStaging(settings);
   const versions = await sweepImageVersions(settings);
   // uid-shifted copies (private_users) of image trees that are gone.
   const { removeShiftedTrees } = await import('./storage/shifted.mts');
   const shifted = await removeShiftedTrees(settings, (source) => !existsSync(source));
-  return { jobs, strayMachines, staging, versions, shifted };
+  return { jobs, strayMachines: stray.machines, staging, versions, shifted };
 }
 
 function escapeRegExp(text: string): string {

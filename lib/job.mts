@@ -43,6 +43,7 @@ export interface JobRecord {
   /** The prepare process, and the process that ran it (gitlab-runner): the job lives while they do. */
   preparerPid: number;
   preparerStartTime?: string;
+  /** unknownOwner (0) when prepare's parent is in another PID namespace. */
   ownerPid: number;
   ownerStartTime?: string;
   /** direct host: the systemd-nspawn process and the machine's PID 1 (with start times). */
@@ -53,6 +54,13 @@ export interface JobRecord {
   /** systemd host: the transient unit running systemd-nspawn. */
   unit?: string;
 }
+
+/**
+ * The owner of a job whose prepare was started from another PID namespace
+ * (nsenter into gitlab-runner's container): getppid() is 0 there, as in the
+ * record. Such a job lives while its machine runs.
+ */
+export const unknownOwner = 0;
 
 export function jobDir(settings: Settings, jobId: string): string {
   return `${jobsDir(settings)}/${jobId}`;
@@ -80,12 +88,42 @@ export function writeJobRecord(dir: string, record: JobRecord): void {
 
 /** The job's record, or undefined when the job was never prepared (or is cleaned up). */
 export function readJobRecord(settings: Settings, jobId: string): JobRecord | undefined {
+  let text: string;
   try {
-    return JSON.parse(readFileSync(`${jobDir(settings, jobId)}/job.json`, 'utf8')) as JobRecord;
+    text = readFileSync(`${jobDir(settings, jobId)}/job.json`, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new SystemError(`job ${jobId}: unreadable job record: ${(error as Error).message}`);
   }
+  try {
+    return parseJobRecord(JSON.parse(text));
+  } catch (error) {
+    throw new SystemError(`job ${jobId}: corrupt job record: ${(error as Error).message}`);
+  }
+}
+
+const backendNames: readonly string[] = ['btrfs', 'overlay', 'tmpfs'] satisfies BackendName[];
+const hostNames: readonly string[] = ['systemd', 'direct'] satisfies HostName[];
+
+/**
+ * Checks what run, cleanup and gc act on: a record cut short by a full disk
+ * or edited by hand must not send them to the wrong host mode or storage.
+ */
+export function parseJobRecord(value: unknown): JobRecord {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not an object');
+  const record = value as Record<string, unknown>;
+  for (const key of ['jobId', 'machine', 'image', 'imagePath', 'createdAt']) {
+    if (typeof record[key] !== 'string') throw new Error(`${key} is not a string`);
+  }
+  if (!backendNames.includes(record.backend as string)) throw new Error(`unknown backend ${JSON.stringify(record.backend)}`);
+  if (!hostNames.includes(record.host as string)) throw new Error(`unknown host mode ${JSON.stringify(record.host)}`);
+  if (record.state !== 'preparing' && record.state !== 'running') throw new Error(`unknown state ${JSON.stringify(record.state)}`);
+  for (const key of ['preparerPid', 'ownerPid', 'nspawnPid', 'leaderPid']) {
+    const pid = record[key];
+    const optional = key === 'nspawnPid' || key === 'leaderPid';
+    if (!(optional && pid === undefined) && !(Number.isInteger(pid) && (pid as number) >= 0)) throw new Error(`${key} is not a process id`);
+  }
+  return value as JobRecord;
 }
 
 export function requireJobRecord(settings: Settings, jobId: string): JobRecord {

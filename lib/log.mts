@@ -29,18 +29,28 @@ export const log = {
   debug: (message: string) => emit('debug', 'nspawn-runner: debug: ', message),
 };
 
-/** Writes all of data to a file descriptor, retrying on a non-blocking pipe that is full. */
-export function writeAll(fd: number, data: string | Uint8Array): void {
+/** Atomics.wait sleeps a synchronous caller without a busy loop; nothing ever wakes it early. */
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Writes all of data to a file descriptor. A non-blocking pipe that is full
+ * (gitlab-runner reading a huge job log slowly) says EAGAIN, and Node offers a
+ * synchronous caller no poll(2): sleep a little, longer while the reader
+ * stays slow, rather than burn a core retrying. write is injectable for tests.
+ */
+export function writeAll(fd: number, data: string | Uint8Array, write: (fd: number, buffer: Uint8Array) => number = writeSync): void {
   let buffer = typeof data === 'string' ? Buffer.from(data) : data;
+  let waitMs = 0;
   while (buffer.length > 0) {
     try {
-      const written = writeSync(fd, buffer);
-      buffer = buffer.subarray(written);
+      buffer = buffer.subarray(write(fd, buffer));
+      waitMs = 0;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'EAGAIN') continue;
       if (code === 'EPIPE') return; // the reader went away: nothing left to tell it
-      throw error;
+      if (code !== 'EAGAIN') throw error;
+      waitMs = Math.min(waitMs * 2 || 1, 20);
+      Atomics.wait(pause, 0, 0, waitMs);
     }
   }
 }

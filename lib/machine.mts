@@ -4,15 +4,16 @@
 import { accessSync, closeSync, constants, existsSync, fstatSync, mkdirSync, openSync } from 'node:fs';
 import { reportBuildExitCode } from './contract.mts';
 import { ScriptFailed, SystemError } from './errors.mts';
-import { chooseHostName, hostByName } from './host/select.mts';
+import { chooseHostName, hostByName, stopMachinesWhere } from './host/select.mts';
+import { unitName } from './host/systemd-unit.mts';
 import { checkImageAllowed, imageNameFromReference, imageStoreDir, isServedImagePath, resolveImage } from './image.mts';
 import {
   claimJobDir, jobDir, machineName, readJobRecord, removeJobDir, requireJobRecord, writeJobRecord,
-  type JobRecord,
+  type BackendName, type JobRecord,
 } from './job.mts';
 import { log } from './log.mts';
 import { isLive, owningAncestorOf, sleep, startTimeOf } from './proc.mts';
-import { buildNspawnArgs, privilegedEnv, systemdVersion } from './nspawn.mts';
+import { buildNspawnArgs, namesPath, privilegedEnv, systemdVersion } from './nspawn.mts';
 import { imagePersonality } from './personality.mts';
 import { buildsDir, cacheDir, type Settings } from './settings.mts';
 import { buildShares, findRunnerBinary } from './shares.mts';
@@ -159,20 +160,47 @@ export async function runStage(settings: Settings, request: StageRequest): Promi
   if (outcome.code !== 0) throw new ScriptFailed(outcome.code, `stage ${request.stage} failed with exit code ${outcome.code}`);
 }
 
-/** Stops the machine and removes everything of the job. A job never prepared is fine. */
+/**
+ * Stops the machine and removes everything of the job. A job never prepared
+ * is fine. The machine is also looked for from the host's side, so a record
+ * that is unreadable, corrupt or stale cannot leave it running; what cannot
+ * be stopped or removed is named in the error.
+ */
 export async function cleanupJob(settings: Settings, jobId: string): Promise<boolean> {
-  if (!existsSync(jobDir(settings, jobId))) {
+  const dir = jobDir(settings, jobId);
+  if (!existsSync(dir)) {
     log.verbose(`job ${jobId}: nothing to clean up`);
     return false;
   }
-  const record = readJobRecord(settings, jobId);
-  if (record) {
-    const host = await hostByName(record.host);
-    await host.stop(record);
-    const backend = await backendByName(record.backend, settings);
-    await backend.release(jobDir(settings, jobId));
+  let record: JobRecord | undefined;
+  try {
+    record = readJobRecord(settings, jobId);
+  } catch (error) {
+    log.warn(`${(error as Error).message}: looking for machine ${machineName(jobId)} on the host instead`);
   }
-  await removeJobDir(settings, jobId);
+  if (record) {
+    // Its own host mode stops it best (a unit through systemd); the search
+    // below is the safety net, so a failure here is only worth a warning.
+    await hostByName(record.host).then((host) => host.stop(record)).catch((error: Error) =>
+      log.warn(`job ${jobId}: stopping ${record.machine}: ${error.message}`));
+  }
+  const stopped = await stopMachinesWhere((commandLine) => namesPath(commandLine, `${dir}/`), unitName(machineName(jobId)));
+  if (stopped.failed.length) {
+    throw new SystemError(`job ${jobId}: cannot stop its machine: ${stopped.failed.join('; ')}`,
+      `its files stay in ${dir}; retry cleanup, or run "nspawn-runner gc" later`);
+  }
+  if (stopped.machines.length && record) log.warn(`job ${jobId}: stopped ${stopped.machines.join(', ')}, which its record did not lead to`);
+  // Without a record the backend is unknown: each removes only what it made.
+  const left: string[] = [];
+  for (const name of record ? [record.backend] : backendNames) {
+    await backendByName(name, settings).then((backend) => backend.release(dir)).catch((error: Error) =>
+      left.push(`${name} storage (${error.message})`));
+  }
+  await removeJobDir(settings, jobId).catch((error: Error) => left.push(`${dir} (${error.message})`));
+  if (left.length) {
+    throw new SystemError(`job ${jobId}: its machine is stopped, but cleanup cannot remove ${left.join('; ')}`,
+      'remove it by hand; a later cleanup or gc retries');
+  }
   log.verbose(`job ${jobId}: cleaned up`);
   // The last job on an old version of its image deletes it.
   if (record && existsSync(imageStoreDir(settings, record.image))) {
@@ -182,6 +210,8 @@ export async function cleanupJob(settings: Settings, jobId: string): Promise<boo
   }
   return true;
 }
+
+const backendNames: readonly BackendName[] = ['btrfs', 'tmpfs', 'overlay'];
 
 /** Host directories the executor config promises: created before the first job needs them. */
 export function ensureRunnerDirs(settings: Settings): void {

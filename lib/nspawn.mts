@@ -128,6 +128,11 @@ export function privilegedEnv(privileged: boolean): Record<string, string> {
   return privileged ? { SYSTEMD_SECCOMP: '0' } : {};
 }
 
+/** Whether an nspawn command line names path: as given, or with its colons escaped. */
+export function namesPath(commandLine: string, path: string): boolean {
+  return commandLine.includes(path) || commandLine.includes(escapeColons(path));
+}
+
 let cachedVersion: number | undefined;
 
 /** Where distributions put systemd's private shared library, whose name carries the version. */

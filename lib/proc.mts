@@ -1,6 +1,6 @@
 // Process facts from /proc. PIDs are reused, so a stored PID is always paired
 // with its start time (field 22 of /proc/PID/stat) before it is signalled.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -47,7 +47,8 @@ const wrappers = new Set(['sh', 'bash', 'dash', 'zsh', 'sudo', 'env', 'timeout',
 /**
  * The process a job belongs to: the nearest ancestor that is not a wrapper.
  * gitlab-runner runs prepare_exec itself, but an admin may wrap it in a
- * shell script, which exits long before the job ends.
+ * shell script, which exits long before the job ends. 0 when that ancestor
+ * lives in another PID namespace (getppid(2) says 0): it cannot be known.
  */
 export function owningAncestorOf(pid: number): number {
   let current = statOf(pid)?.parent ?? 1;
@@ -66,6 +67,15 @@ export function sessionMembers(sid: number): number[] {
 /** The session pid leads, if it leads one. */
 export function isSessionLeader(pid: number): boolean {
   return statOf(pid)?.session === pid;
+}
+
+/** Whether pid runs in our PID namespace, not in a container's (a nested host's machines are its own). */
+export function inOurPidNamespace(pid: number): boolean {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/pid`) === readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return false;
+  }
 }
 
 export function startTimeOf(pid: number): string | undefined {

@@ -56,11 +56,32 @@ export interface ShellRequest {
   term?: string;
 }
 
+/** Where nspawn keeps a directory per machine, and removes it when the machine exits. */
+const propagateDir = '/run/systemd/nspawn/propagate';
+
+/**
+ * Runs the rest of the command line in a mount namespace of its own with a
+ * tmpfs on nspawn's propagate directory. nspawn refuses to remove a tree on a
+ * disk filesystem, and on hosts whose /run is not a tmpfs it said so on every
+ * exit ("Attempted to remove disk file system under .../propagate/<machine>")
+ * on the stderr it shares with the user's command (--console=pipe). Fixing
+ * the cause keeps the terminal the command's own, with nothing filtered and
+ * nothing left to log; the tmpfs goes with the namespace. Should the mount
+ * fail, nspawn runs anyway: the user sees that line again, nothing worse.
+ */
+export function buildQuietPropagateArgs(): string[] {
+  return [
+    'unshare', '--mount', '--propagation=private', '--',
+    '/bin/sh', '-c', `{ mkdir -p ${propagateDir} && mount -t tmpfs -o mode=0755,size=4m nspawn-runner ${propagateDir}; } 2>/dev/null; exec "$@"`, 'sh',
+  ];
+}
+
 export function buildShellArgs(request: ShellRequest): string[] {
   const { user } = request;
   const bound = request.bind === 'home' ? user.home : request.cwd;
   const inside = request.cwd === bound || request.cwd.startsWith(`${bound}/`);
   const args = [
+    ...buildQuietPropagateArgs(),
     'systemd-nspawn', '--quiet',
     `--machine=${request.machine}`,
     `--directory=${request.imagePath}`,

@@ -15,7 +15,7 @@ await main({
 }, async (args, settings) => {
   const report = await collectGarbage(settings);
   if (args.json) writeAll(1, `${JSON.stringify(report)}\n`);
-  log.info(`gc: ${report.jobs.length} orphaned job(s), ${report.strayMachines} stray machine(s), ` +
+  log.info(`gc: ${report.jobs.length} orphaned job(s), ${report.strayMachines.length} stray machine(s), ` +
     `${report.staging.length} half-made image(s), ${report.versions.length} unused image version(s), ` +
     `${report.shifted.length} uid-shifted image cop(ies) removed`);
 });

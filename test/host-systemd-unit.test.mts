@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildSystemdRunArgs, limitProperties, unitName, type SystemdRunOptions } from '../lib/host/systemd-unit.mts';
+import { buildSystemdRunArgs, limitProperties, machineOfUnit, unitName, type SystemdRunOptions } from '../lib/host/systemd-unit.mts';
 import type { Limits } from '../lib/settings.mts';
 
 const base: SystemdRunOptions = {
@@ -51,4 +51,7 @@ test('limits: each one can be switched off, MemoryMax needs systemd 249', () => 
 test('a unit is named after its machine, apart from systemd-run\'s own run-u<N> names', () => {
   assert.equal(unitName('run-101'), 'nspawn-runner-run-101.service');
   assert.equal(unitName('run-u5'), 'nspawn-runner-run-u5.service');
+  assert.equal(machineOfUnit(unitName('run-101')), 'run-101', 'gc and cleanup find machines by their units');
+  assert.equal(machineOfUnit('run-u5.service'), undefined);
+  assert.equal(machineOfUnit('nspawn-runner-run-7.socket'), undefined);
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildNspawnArgs, escapeColons, type NspawnOptions } from '../lib/nspawn.mts';
+import { buildNspawnArgs, escapeColons, namesPath, type NspawnOptions } from '../lib/nspawn.mts';
 import { overlayArgs } from '../lib/storage/overlay.mts';
 import { agentBinds, agentPayload, agentScript, agentUnit } from '../lib/stage-agent.mts';
 import { checkShell, stageToken } from '../lib/stage.mts';
@@ -54,6 +54,10 @@ test('paths with colons are escaped for --overlay and --bind', () => {
   assert.equal(escapeColons('/x\\y'), '/x\\\\y');
   assert.deepEqual(overlayArgs('/state/img', '/state/.jobs/1/upper'),
     ['--directory=/state/img', '--overlay=/state/img:/state/.jobs/1/upper:/']);
+  // cleanup and gc find a job's machine by the job directory its command line names.
+  const commandLine = ['systemd-nspawn', ...overlayArgs('/st:ate/img', '/st:ate/.jobs/1/upper')].join(' ');
+  assert.ok(namesPath(commandLine, '/st:ate/.jobs/1/'));
+  assert.ok(!namesPath(commandLine, '/st:ate/.jobs/10/'));
 });
 
 test('the agent gets its io directory read-write, idmapped under private users, and its files read-only', () => {

@@ -16,6 +16,8 @@ test('shell argv: the wrapper decides every option, the command comes after "--"
   const base = { imagePath: '/state/bookworm', user: person, cwd: '/home/ann/src', bind: 'home' as const, command: [], machine: 'shell-ann-1', interactive: false };
   const argv = buildShellArgs(base);
   assert.deepEqual(argv.slice(-3), ['--', '/bin/bash', '-l']);
+  assert.equal(argv[0], 'unshare', 'nspawn runs in a mount namespace of its own');
+  assert.equal(argv[argv.indexOf('sh') + 1], 'systemd-nspawn', 'the sh of the prefix execs nspawn with the rest as "$@"');
   for (const flag of ['--volatile=overlay', '--bind-ro=/etc/passwd', '--bind-ro=/etc/group', '--bind=/home/ann', '--user=ann', '--chdir=/home/ann/src', '--console=pipe']) {
     assert.ok(argv.includes(flag), flag);
   }
@@ -32,15 +34,17 @@ test('shell argv: the wrapper decides every option, the command comes after "--"
 });
 
 /** Runs `sudo -n nspawn-runner ARGS` as the test user from its home. */
-function asUser(args: string[]): Promise<{ code: number; out: string }> {
+function asUser(args: string[]): Promise<{ code: number; out: string; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn('/usr/sbin/runuser', ['-u', user, '--', 'sudo', '-n', ...args], {
       cwd: `/home/${user}`, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin', HOME: `/home/${user}` },
     });
     let out = '';
-    child.stdout.on('data', (chunk: Buffer) => { out += chunk; });
-    child.stderr.on('data', (chunk: Buffer) => { out += chunk; });
-    child.on('close', (code) => resolve({ code: code ?? -1, out }));
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => { out += chunk; stdout += chunk; });
+    child.stderr.on('data', (chunk: Buffer) => { out += chunk; stderr += chunk; });
+    child.on('close', (code) => resolve({ code: code ?? -1, out, stdout, stderr }));
   });
 }
 
@@ -73,6 +77,15 @@ describe('shell through sudo', () => {
     const result = await shell(debianImage, '--', 'sh', '-c', 'id -un; pwd; exit 7');
     assert.equal(result.code, 7, result.out);
     assert.match(result.out, /^nsrtest\n\/home\/nsrtest\n/);
+  });
+
+  test('the command\'s stdout and stderr reach the user unchanged, nspawn\'s own noise does not', async () => {
+    const result = await shell(debianImage, '--', 'sh', '-c', 'echo to-out; echo to-err >&2; exit 3');
+    assert.equal(result.code, 3, result.out);
+    assert.equal(result.stdout, 'to-out\n');
+    // On hosts whose /run is no tmpfs, nspawn said "Attempted to remove disk file system under
+    // /run/systemd/nspawn/propagate/..." on every exit.
+    assert.equal(result.stderr, 'to-err\n');
   });
 
   test('writes in the home persist, writes elsewhere vanish', async () => {

@@ -3,13 +3,13 @@
 // machine.slice, registered with machined, under the configured limits.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { mountScratchBtrfs, type ScratchFilesystem } from './support/btrfs.mts';
 import { debianImage, debianRoot, makeBusyboxImage } from './support/images.mts';
 import { buildFailure, systemFailure } from './support/runner.mts';
 import { buildHandleProbe, findings, parseSandbox, probeScript } from './support/sandbox-probe.mts';
-import { innerRoot, innerScripts, SystemdTestHost, type Inventory } from './support/systemd-host.mts';
+import { innerRoot, innerScripts, repoRoot, SystemdTestHost, type Inventory } from './support/systemd-host.mts';
 
 const unit = (jobId: string): string => `nspawn-runner-run-${jobId}.service`;
 const nothingLeft: Inventory = { machines: [], units: [], processes: [], cgroups: [], mounts: [], propagate: [], jobDirs: [] };
@@ -201,7 +201,7 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     assert.match((await host.runner(['status'])).stdout, /^312\tbookworm\toverlay\tsystemd\t\d+s\trunning\trun-312$/m);
     assert.equal((await host.stage('312', 'build_script', 'echo still here')).code, 0);
     // gitlab-runner gone: nothing will ever clean this job up but gc.
-    assert.equal((await host.runnerWithoutOwner(['prepare', '--id', '314', 'bookworm'])).code, 0);
+    assert.equal((await host.runnerWithDeadOwner(['prepare', '--id', '314', 'bookworm'])).code, 0);
     assert.match((await host.runner(['status'])).stdout, /^314\t.*\torphaned\trun-314$/m);
     const gc = await host.runner(['gc', '--json']);
     assert.equal(gc.code, 0, gc.stderr);
@@ -209,6 +209,56 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     assert.equal(await host.unitProperty(unit('314'), 'LoadState'), 'not-found');
     assert.doesNotMatch((await host.exec(['machinectl', 'list', '--no-legend'])).stdout, /run-314/);
     await Promise.all([host.cleanup('312'), host.cleanup('313')]);
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
+  test('a job prepared from another PID namespace has an unknown owner: it lives while its machine runs', async () => {
+    // As through nsenter into a container running gitlab-runner: getppid() is 0 in prepare.
+    const prepared = await host.runnerFromOutside(['prepare', '--id', '316', 'bookworm']);
+    assert.equal(prepared.code, 0, prepared.stderr);
+    assert.equal(JSON.parse(readFileSync(`${host.state}/.jobs/316/job.json`, 'utf8')).ownerPid, 0, 'recorded as unknown');
+    assert.match((await host.runner(['status'])).stdout, /^316\t.*\trunning\trun-316$/m);
+    const next = await host.prepare('317');
+    assert.equal(next.code, 0, next.stderr);
+    assert.doesNotMatch(next.stderr, /job 316/, 'the next prepare\'s sweep leaves it alone');
+    const stage = await host.stage('316', 'build_script', 'echo still here');
+    assert.equal(stage.code, 0, stage.stderr);
+    assert.deepEqual(JSON.parse((await host.runner(['gc', '--json'])).stdout).jobs, []);
+    // Once its machine is gone, it is gc's to collect.
+    assert.equal((await host.exec(['systemctl', 'kill', '--signal=SIGKILL', '--', unit('316')])).code, 0);
+    await host.waitUntilInactive(unit('316'));
+    assert.match((await host.runner(['status'])).stdout, /^316\t.*\torphaned\trun-316$/m);
+    assert.deepEqual(JSON.parse((await host.runner(['gc', '--json'])).stdout).jobs, ['316']);
+    assert.equal((await host.cleanup('317')).code, 0);
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
+  test('gc stops a machine whose job directory is gone, through systemd, if it was in its state directory', async () => {
+    assert.equal((await host.prepare('318')).code, 0);
+    // The job's bookkeeping gone behind the runner's back (a restore, a careless admin).
+    rmSync(`${host.state}/.jobs/318`, { recursive: true, force: true });
+    const elsewhere = await host.exec([`${repoRoot}/bin/nspawn-runner`, '--root', '/var/lib/nspawn-runner-elsewhere', 'gc', '--json']);
+    assert.equal(elsewhere.code, 0, elsewhere.stderr);
+    assert.deepEqual(JSON.parse(elsewhere.stdout).strayMachines, [], 'another state directory\'s gc leaves it alone');
+    assert.equal(await host.unitProperty(unit('318'), 'ActiveState'), 'active');
+    const gc = await host.runner(['gc', '--json']);
+    assert.equal(gc.code, 0, gc.stderr);
+    assert.deepEqual(JSON.parse(gc.stdout).strayMachines, ['run-318']);
+    assert.equal(await host.unitProperty(unit('318'), 'LoadState'), 'not-found');
+    // Stopped through systemd, as cleanup does, rather than its nspawn killed behind systemd's back.
+    await host.exec(['journalctl', '--sync']);
+    const journal = (await host.exec(['journalctl', `--unit=${unit('318')}`, '--output=cat', '--no-pager'])).stdout;
+    assert.match(journal, /^Stopped nspawn-runner-run-318\.service/m);
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
+  test('cleanup with a corrupt job record stops the job\'s unit all the same', async () => {
+    assert.equal((await host.prepare('319')).code, 0);
+    writeFileSync(`${host.state}/.jobs/319/job.json`, '{"jobId": "319", "mach');
+    const cleaned = await host.cleanup('319');
+    assert.equal(cleaned.code, 0, cleaned.stderr);
+    assert.match(cleaned.stderr, /job 319: corrupt job record/);
+    assert.equal(await host.unitProperty(unit('319'), 'LoadState'), 'not-found');
     assert.deepEqual(await host.inventory(), nothingLeft);
   });
 

@@ -6,9 +6,11 @@ import { SystemError } from '../errors.mts';
 import { missingBinaryError, shellJoin } from '../exec.mts';
 import type { JobRecord } from '../job.mts';
 import { log } from '../log.mts';
-import { argvOf, childrenOf, isLive, isRunning, signal, sleep, startTimeOf, waitForExit } from '../proc.mts';
+import {
+  argvOf, childrenOf, inOurPidNamespace, isLive, isRunning, nspawnProcesses, signal, sleep, startTimeOf, waitForExit,
+} from '../proc.mts';
 import { isAgentArgv } from '../stage-agent.mts';
-import type { HostMode, StartRequest } from './host.mts';
+import type { FoundMachine, HostMode, StartRequest } from './host.mts';
 
 export const directHost: HostMode = {
   name: 'direct',
@@ -78,7 +80,7 @@ async function waitForAgent(nspawnPid: number, timeoutMs: number): Promise<numbe
  * namespace at once; nspawn then exits and its mount namespace (overlay
  * included) goes with it. We return only when nspawn is gone.
  */
-async function stopDirect(record: JobRecord): Promise<void> {
+async function stopDirect(record: Pick<JobRecord, 'machine' | 'leaderPid' | 'leaderStartTime' | 'nspawnPid' | 'nspawnStartTime'>): Promise<void> {
   const { leaderPid, leaderStartTime, nspawnPid, nspawnStartTime } = record;
   if (leaderPid && isRunning(leaderPid, leaderStartTime)) signal(leaderPid, 'SIGKILL');
   if (nspawnPid && isRunning(nspawnPid, nspawnStartTime)) {
@@ -91,6 +93,20 @@ async function stopDirect(record: JobRecord): Promise<void> {
       }
     }
   }
+}
+
+/**
+ * Every machine a systemd-nspawn process of our PID namespace runs, by its
+ * command line. Those in other namespaces are not ours: the machine's PID 1
+ * (a fork of nspawn, same command line), or a nested host's machines, whose
+ * command lines name paths of that host.
+ */
+export function findNspawnMachines(): FoundMachine[] {
+  return nspawnProcesses().filter(({ pid }) => inOurPidNamespace(pid)).map(({ pid, argv }) => {
+    const nspawnStartTime = startTimeOf(pid);
+    const machine = argv.find((arg) => arg.startsWith('--machine='))?.slice('--machine='.length) ?? `pid ${pid}`;
+    return { machine, commandLine: argv.join(' '), stop: () => stopDirect({ machine, nspawnPid: pid, nspawnStartTime }) };
+  });
 }
 
 function lastLines(path: string): string {

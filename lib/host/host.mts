@@ -32,3 +32,15 @@ export interface HostMode {
   /** Stops the machine and returns once every process of it is gone. Safe to repeat. */
   stop(record: JobRecord): Promise<void>;
 }
+
+/**
+ * A machine found from the host's side (a systemd unit, a systemd-nspawn
+ * process), whatever a job record says or whether there is one at all.
+ */
+export interface FoundMachine {
+  machine: string;
+  /** Its systemd-nspawn command line: the storage flags name the job's directory. */
+  commandLine: string;
+  /** Stops it and returns once it is gone. */
+  stop(): Promise<void>;
+}

@@ -6,8 +6,8 @@ import { existsSync } from 'node:fs';
 import { SystemError } from '../errors.mts';
 import type { HostName } from '../job.mts';
 import type { Settings } from '../settings.mts';
-import { directHost } from './direct.mts';
-import type { HostMode } from './host.mts';
+import { directHost, findNspawnMachines } from './direct.mts';
+import type { FoundMachine, HostMode } from './host.mts';
 
 /** What a systemd host mode needs that is missing under root ('' is the host's /), or undefined. */
 export function missingForSystemd(root = ''): string | undefined {
@@ -33,4 +33,36 @@ export async function hostByName(name: HostName): Promise<HostMode> {
   }
   const { systemdHost } = await import('./systemd.mts');
   return systemdHost;
+}
+
+export interface StoppedMachines {
+  machines: string[];
+  /** One message per machine that would not stop. */
+  failed: string[];
+}
+
+/**
+ * Stops every machine whose nspawn command line passes test, found from the
+ * host's side whatever any job record says: where systemd runs, our units
+ * first (those matching unitPattern), stopped cleanly through systemd; then
+ * systemd-nspawn processes (direct host mode, or a unit that would not stop).
+ */
+export async function stopMachinesWhere(test: (commandLine: string) => boolean, unitPattern?: string): Promise<StoppedMachines> {
+  const stopped = new Set<string>();
+  const failed = new Map<string, string>();
+  const stop = async (found: FoundMachine): Promise<void> => {
+    try {
+      await found.stop();
+      stopped.add(found.machine);
+      failed.delete(found.machine);
+    } catch (error) {
+      failed.set(found.machine, `${found.machine}: ${(error as Error).message}`);
+    }
+  };
+  if (!missingForSystemd()) {
+    const { findUnitMachines } = await import('./systemd.mts');
+    for (const found of await findUnitMachines(unitPattern)) if (test(found.commandLine)) await stop(found);
+  }
+  for (const found of findNspawnMachines()) if (test(found.commandLine)) await stop(found);
+  return { machines: [...stopped], failed: [...failed.values()] };
 }

@@ -11,6 +11,11 @@ export function unitName(machine: string): string {
   return `nspawn-runner-${machine}.service`;
 }
 
+/** The machine a unit of unitName() runs, or undefined for any other unit. */
+export function machineOfUnit(unit: string): string | undefined {
+  return /^nspawn-runner-(.+)\.service$/.exec(unit)?.[1];
+}
+
 export interface SystemdRunOptions {
   unit: string;
   description: string;

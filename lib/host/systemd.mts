@@ -7,12 +7,12 @@
 import { existsSync, lstatSync } from 'node:fs';
 import { JobError, SystemError } from '../errors.mts';
 import { check, run, type RunResult } from '../exec.mts';
-import type { JobRecord } from '../job.mts';
+import { machineName, type JobRecord } from '../job.mts';
 import { removeTree } from '../mounts.mts';
 import { systemdVersion } from '../nspawn.mts';
 import { isLive, sleep, startTimeOf } from '../proc.mts';
-import type { HostMode, StartRequest } from './host.mts';
-import { buildSystemdRunArgs, unitName } from './systemd-unit.mts';
+import type { FoundMachine, HostMode, StartRequest } from './host.mts';
+import { buildSystemdRunArgs, machineOfUnit, unitName } from './systemd-unit.mts';
 
 export const systemdHost: HostMode = {
   name: 'systemd',
@@ -104,7 +104,7 @@ async function leaderAfterReboot(unit: string, machine: string, timeoutMs = 300_
  * buildNspawnArgs), the kernel kills the rest of its PID namespace, nspawn
  * tidies up and exits; `systemctl stop` waits for all of that.
  */
-async function stopUnit(record: JobRecord): Promise<void> {
+async function stopUnit(record: Pick<JobRecord, 'machine'>): Promise<void> {
   const unit = unitName(record.machine);
   const stopped = await run(['systemctl', 'stop', '--', unit]);
   // Exit status 5: the unit is not loaded, i.e. never started or already gone.
@@ -119,6 +119,21 @@ async function stopUnit(record: JobRecord): Promise<void> {
   // (an OOM kill, `systemctl kill`); nothing uses it once the unit is gone.
   const propagate = `/run/systemd/nspawn/propagate/${record.machine}`;
   if (existsSync(propagate)) await removeTree(propagate);
+}
+
+/**
+ * Machines of our units (unitName()) matching pattern, loaded in any state,
+ * with the nspawn command line systemd keeps for each (ExecStart): a unit
+ * restarting after a reboot in its machine has no process to find.
+ */
+export async function findUnitMachines(pattern = unitName(machineName('*'))): Promise<FoundMachine[]> {
+  const listed = await run(['systemctl', 'list-units', '--all', '--plain', '--no-legend', '--full', '--', pattern]);
+  const units = listed.stdout.split('\n').map((line) => line.trim().split(/\s+/)[0]!).filter((unit) => machineOfUnit(unit));
+  return Promise.all(units.map(async (unit) => {
+    const machine = machineOfUnit(unit)!;
+    const shown = await run(['systemctl', 'show', '--property=ExecStart', '--value', '--', unit]);
+    return { machine, commandLine: shown.stdout.trim(), stop: () => stopUnit({ machine }) };
+  }));
 }
 
 /** Returns whether the unit was failed and has been reset. */
