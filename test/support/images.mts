@@ -43,7 +43,8 @@ export async function ensureSshImage(): Promise<void> {
   await ensureDebianImage();
   const staging = `${sshRoot}/.staging-${process.pid}`;
   mkdirSync(sshRoot, { recursive: true });
-  execFileSync('cp', ['-a', '--reflink=auto', '--', `${debianRoot}/${debianImage}`, staging]);
+  // The image is a symlink into the versioned store (.images/): copy what it points at.
+  execFileSync('cp', ['-a', '--reflink=auto', '--', `${debianRoot}/${debianImage}/.`, staging]);
   execFileSync('systemd-nspawn', ['--quiet', '--register=no', '--keep-unit', '--console=pipe', `--directory=${staging}`,
     '--setenv=DEBIAN_FRONTEND=noninteractive', '--', 'sh', '-c',
     'apt-get -q update && apt-get -q -y --no-install-recommends install openssh-server && apt-get clean && ' +

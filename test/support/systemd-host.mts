@@ -7,7 +7,7 @@
 // directory bound in, and runs nspawn-runner inside it from a stand-in for
 // gitlab-runner.service (runner-agent.mjs); inspection commands use nsenter.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -49,7 +49,8 @@ export async function ensureSystemdHostImage(): Promise<string> {
   const staging = `${cacheDir}/.staging-${process.pid}`;
   await removeTree(staging);
   // A copy: the cached Debian image is shared with other suites and stays untouched.
-  execFileSync('cp', ['-a', '--reflink=auto', '--', `${debianRoot}/${debianImage}`, staging]);
+  // It is a symlink into the versioned store (.images/): copy what it points at.
+  execFileSync('cp', ['-a', '--reflink=auto', '--', `${debianRoot}/${debianImage}/.`, staging]);
   try {
     const apt = ['--directory', staging, '--setenv=DEBIAN_FRONTEND=noninteractive', '--', 'apt-get', '-q', '-y'];
     nspawnTool([...apt, 'update']);
@@ -137,7 +138,7 @@ export class SystemdTestHost {
       `--bind-ro=${repoRoot}`,
       `--bind=${this.state}:${innerRoot}`,
       // Jobs inside boot the cached Debian image, read-only under their overlays.
-      ...(this.bindDebianImage ? [`--bind-ro=${debianRoot}/${debianImage}:${innerRoot}/${debianImage}`] : []),
+      ...(this.bindDebianImage ? [`--bind-ro=${realpathSync(`${debianRoot}/${debianImage}`)}:${innerRoot}/${debianImage}`] : []),
       ...Object.entries(this.images).map(([name, path]) => `--bind-ro=${path}:${innerRoot}/${name}`),
       `--bind-ro=${this.scripts}:${innerScripts}`,
       `--bind=${this.work}/agent:${innerAgentDir}`,
