@@ -58,7 +58,7 @@ export async function ensureSystemdHostImage(): Promise<string> {
     nspawnTool([...apt, 'clean']);
   } catch (error) {
     await removeTree(staging);
-    throw new Error(`cannot build the systemd test host image (apt needs deb.debian.org): ${(error as Error).message}`);
+    throw new Error(`cannot build the systemd test host image (apt-get in the Debian test image needs its package mirror): ${(error as Error).message}`);
   }
   if (existsSync(image)) {
     const old = `${cacheDir}/.old-${process.pid}`;
