@@ -16,9 +16,10 @@ import { createOwnCgroups, removeCgroups } from './cgroups.mts';
 import { childrenOf, commandNameOf, isRunning, signal, sleep, waitForExit } from '../../lib/proc.mts';
 import { debianImage, debianRoot, ensureDebianImage } from './images.mts';
 import { buildFailure, systemFailure, type RunnerResult } from './runner.mts';
+import { testCache } from './test-cache.mts';
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
-const cacheDir = process.env.NSPAWN_RUNNER_TEST_SYSTEMD_HOST ?? '/var/cache/nspawn-runner-tests/systemd-host';
+const cacheDir = `${testCache}/systemd-host`;
 /** What the cached image is made of; a change rebuilds it. */
 const recipe = { base: debianImage, packages: ['systemd-container', 'procps', 'btrfs-progs'] };
 
@@ -57,7 +58,7 @@ export async function ensureSystemdHostImage(): Promise<string> {
     nspawnTool([...apt, 'clean']);
   } catch (error) {
     await removeTree(staging);
-    throw new Error(`cannot build the systemd test host image (apt needs deb.debian.org): ${(error as Error).message}`);
+    throw new Error(`cannot build the systemd test host image (apt-get in the Debian test image needs its package mirror): ${(error as Error).message}`);
   }
   if (existsSync(image)) {
     const old = `${cacheDir}/.old-${process.pid}`;
