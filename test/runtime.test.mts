@@ -1,11 +1,12 @@
 // The product as users run it: Bun on the sources (bin/bun). Every script
-// runs directly from its file, and nothing in the caller's directory changes
-// how it runs.
+// runs directly from its file, nothing in the caller's directory changes how
+// it runs, and the stages never load zx (exec.mts says why).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
+import { StateFixture } from './support/fixture.mts';
 import { executable, repoRoot } from './support/runner.mts';
 
 const scripts = readdirSync(`${repoRoot}/scripts`).filter((name) => name.endsWith('.mts'));
@@ -42,4 +43,48 @@ test('a bunfig.toml or .env in the current directory changes nothing', () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+describe('the stages never load zx', () => {
+  let state: StateFixture;
+  let work: string;
+  let guarded: string;
+  before(async () => {
+    state = await StateFixture.withBusybox();
+    work = mkdtempSync(`${tmpdir()}/nsr-nozx-`);
+    // bin/nspawn-runner, with a Bun plugin that fails any module load from the zx package.
+    writeFileSync(`${work}/forbid-zx.mjs`, [
+      'Bun.plugin({ name: "forbid-zx", setup(build) {',
+      '  build.onLoad({ filter: /\\/node_modules\\/zx\\// }, ({ path }) => { throw new Error(`zx loaded: ${path}`); });',
+      '} });',
+      '',
+    ].join('\n'));
+    guarded = `${work}/nspawn-runner`;
+    writeFileSync(guarded, `#!/bin/sh\nexec ${repoRoot}/bin/bun --preload ${work}/forbid-zx.mjs ${repoRoot}/scripts/nspawn-runner.mts "$@"\n`, { mode: 0o755 });
+  });
+  after(async () => {
+    await state.dispose();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  for (const backend of ['overlay', 'tmpfs']) {
+    test(`config, prepare, run and cleanup (${backend})`, async () => {
+      const options = { executable: guarded };
+      const jobId = `nozx-${backend}`;
+      assert.equal((await state.run(['gitlab-config'], options)).code, 0);
+      const prepared = await state.prepare(jobId, 'busybox', options, ['--backend', backend]);
+      assert.equal(prepared.code, 0, prepared.stderr);
+      const ran = await state.stage(jobId, 'build_script', 'echo ran', options);
+      assert.equal(ran.code, 0, ran.stderr);
+      assert.match(ran.stdout, /ran/);
+      const cleaned = await state.run(['cleanup', '--id', jobId], options);
+      assert.equal(cleaned.code, 0, cleaned.stderr);
+    });
+  }
+
+  test('the guard works: chroot-list, which runs du through zx, trips it', async () => {
+    const listed = await state.run(['chroot-list'], { executable: guarded });
+    assert.notEqual(listed.code, 0);
+    assert.match(listed.stderr, /zx loaded: .*node_modules\/zx\//);
+  });
 });
