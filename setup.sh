@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what nspawn-runner and its tests need on a Debian host, then builds
-# it. Idempotent: a second run only checks. Run as root.
+# Installs what nspawn-runner and its tests need on a Debian host. Nothing is
+# built: the scripts run from source on the Bun that `npm ci` installs from
+# the npm registry (bin/bun). Idempotent: a second run only checks. Run as root.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
@@ -65,6 +66,11 @@ fi
 if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
-npm run --silent build
+# The x64 build of Bun needs AVX2 (2013 and later CPUs); it dies with SIGILL
+# without it. Say so here rather than in every CI stage.
+if ! bun_version=$(bin/bun --version 2>&1); then
+  echo "setup.sh: bin/bun does not run: ${bun_version:-killed} (is this an x86-64 CPU with AVX2?)" >&2
+  exit 1
+fi
 ln -sf "$PWD/bin/nspawn-runner" /usr/local/bin/nspawn-runner
-echo "setup.sh: ready; nspawn-runner is $(command -v nspawn-runner)" >&2
+echo "setup.sh: ready; nspawn-runner is $(command -v nspawn-runner), on Bun $bun_version" >&2

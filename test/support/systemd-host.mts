@@ -142,6 +142,9 @@ export class SystemdTestHost {
       ...Object.entries(this.images).map(([name, path]) => `--bind-ro=${path}:${innerRoot}/${name}`),
       `--bind-ro=${this.scripts}:${innerScripts}`,
       `--bind=${this.work}/agent:${innerAgentDir}`,
+      // Every capability, as a real host has: machines inside get at most
+      // what their host has, and a privileged job gets them all.
+      '--capability=all',
       '--boot', '--console=read-only',
     ];
     this.cgroups = createOwnCgroups(this.name);
@@ -152,8 +155,9 @@ export class SystemdTestHost {
       detached: true,
       stdio: ['ignore', logFd, logFd],
       // The unified cgroup hierarchy inside, as on current systemd hosts
-      // (this machine itself mounts cgroup v1 controllers).
-      env: { PATH: innerPath, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: '1', NSR_CGROUPS: this.cgroups.join(' ') },
+      // (this machine itself mounts cgroup v1 controllers). No seccomp filter
+      // on the test host, as on a real one: machines inside inherit it.
+      env: { PATH: innerPath, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: '1', SYSTEMD_SECCOMP: '0', NSR_CGROUPS: this.cgroups.join(' ') },
     });
     closeSync(logFd);
     this.leader = await this.waitForLeader(60_000);
