@@ -5,6 +5,7 @@ import { accessSync, closeSync, constants, existsSync, fstatSync, mkdirSync, ope
 import { reportBuildExitCode } from './contract.mts';
 import { ScriptFailed, SystemError } from './errors.mts';
 import { chooseHostName, hostByName, stopMachinesWhere } from './host/select.mts';
+import { bootArguments, bootBinds, createBootFiles } from './host/systemd-boot.mts';
 import { unitName } from './host/systemd-unit.mts';
 import { checkImageAllowed, imageNameFromReference, imageStoreDir, isServedImagePath, resolveImage } from './image.mts';
 import {
@@ -67,13 +68,14 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
     // the machine makes `systemctl` work in jobs and tells when it is up.
     const boot = host.registers;
     createAgentFiles(dir, boot);
+    if (boot) createBootFiles(dir);
     const nspawnArgs = buildNspawnArgs({
       machine: record.machine,
       storageArgs,
       boot,
-      payload: agentPayload(boot),
+      payload: boot ? [...agentPayload(boot), ...bootArguments(settings.network)] : agentPayload(boot),
       register: host.registers,
-      binds: [...buildShares(settings, runnerBinary), ...agentBinds(dir, boot, settings.privateUsers)],
+      binds: [...buildShares(settings, runnerBinary), ...agentBinds(dir, boot, settings.privateUsers), ...(boot ? bootBinds(dir) : [])],
       systemdVersion: await systemdVersion(),
       network: settings.network,
       privileged: settings.privileged,
