@@ -180,13 +180,18 @@ export async function cleanupJob(settings: Settings, jobId: string): Promise<boo
   } catch (error) {
     log.warn(`${(error as Error).message}: looking for machine ${machineName(jobId)} on the host instead`);
   }
+  let stoppedItsUnit = false;
   if (record) {
     // Its own host mode stops it best (a unit through systemd); the search
     // below is the safety net, so a failure here is only worth a warning.
-    await hostByName(record.host).then((host) => host.stop(record)).catch((error: Error) =>
-      log.warn(`job ${jobId}: stopping ${record.machine}: ${error.message}`));
+    await hostByName(record.host).then((host) => host.stop(record)).then(() => {
+      stoppedItsUnit = record.host === 'systemd' && record.machine === machineName(jobId);
+    }).catch((error: Error) => log.warn(`job ${jobId}: stopping ${record.machine}: ${error.message}`));
   }
-  const stopped = await stopMachinesWhere((commandLine) => namesPath(commandLine, `${dir}/`), unitName(machineName(jobId)));
+  // The unit named after the job's machine is the one just stopped, if the
+  // record led to it: asking systemd again would cost every cleanup a
+  // process. systemd-nspawn processes are looked for in any case.
+  const stopped = await stopMachinesWhere((commandLine) => namesPath(commandLine, `${dir}/`), stoppedItsUnit ? false : unitName(machineName(jobId)));
   if (stopped.failed.length) {
     throw new SystemError(`job ${jobId}: cannot stop its machine: ${stopped.failed.join('; ')}`,
       `its files stay in ${dir}; retry cleanup, or run "nspawn-runner gc" later`);
