@@ -30,6 +30,12 @@ export const systemdHost: HostMode = {
   stop: stopUnit,
 };
 
+/**
+ * machined keeps one file per registered machine here; sd_get_machine_names(3)
+ * lists machines from it. Checking it costs no process, unlike machinectl.
+ */
+const machinesDir = '/run/systemd/machines';
+
 /** Where nspawn looks for an init with --boot (systemd-nspawn(1)). */
 const initPaths = ['usr/lib/systemd/systemd', 'lib/systemd/systemd', 'sbin/init'];
 
@@ -64,17 +70,36 @@ async function startUnit(request: StartRequest, record: JobRecord): Promise<JobR
   });
   // From here on the unit may exist; cleanup finds it by name whatever fails.
   request.onSpawned({ ...record, unit });
-  let started = await run(argv);
+  let boot = await bootAndAskLeader(argv, record.machine);
   // A failed unit of an earlier job with this id keeps the name taken.
-  if (started.code !== 0 && (await resetIfFailed(unit))) started = await run(argv);
-  if (started.code !== 0) {
-    const why = (await unitJournal(unit, since)) || lastLines(started);
+  if (boot.started.code !== 0 && (await resetIfFailed(unit))) boot = await bootAndAskLeader(argv, record.machine);
+  if (boot.started.code !== 0) {
+    const why = (await unitJournal(unit, since)) || lastLines(boot.started);
     throw new SystemError(`machine ${record.machine} did not start: ${why}`,
       `see "journalctl -u ${unit}"; --debug shows the systemd-run command`);
   }
-  const leader = await machineLeader(record.machine);
+  const leader = boot.leader !== undefined && isLive(boot.leader) ? boot.leader : await machineLeader(record.machine);
   if (!leader) throw new SystemError(`machine ${record.machine} started but machined does not know it`, `see "journalctl -u ${unit}"`);
   return { ...record, unit, leaderPid: leader, leaderStartTime: startTimeOf(leader) };
+}
+
+/**
+ * Runs systemd-run, which returns at READY=1, and meanwhile asks machined for
+ * the machine's leader: nspawn registers the machine before the machine's
+ * systemd even starts, so the question costs prepare no time after the boot.
+ */
+async function bootAndAskLeader(argv: string[], machine: string): Promise<{ started: RunResult; leader: number | undefined }> {
+  let booting = true;
+  const starting = run(argv).finally(() => (booting = false));
+  const asking = (async (): Promise<number | undefined> => {
+    for (let delay = 2; booting; delay = Math.min(delay * 2, 20)) {
+      if (existsSync(`${machinesDir}/${machine}`)) return machineLeader(machine);
+      await sleep(delay);
+    }
+    return undefined;
+  })();
+  const [started, leader] = await Promise.all([starting, asking]);
+  return { started, leader: started.code === 0 ? leader : undefined };
 }
 
 async function machineLeader(machine: string): Promise<number | undefined> {
@@ -156,12 +181,6 @@ async function resetIfFailed(unit: string): Promise<boolean> {
   await check(['systemctl', 'reset-failed', '--', unit]);
   return true;
 }
-
-/**
- * machined keeps one file per registered machine here; sd_get_machine_names(3)
- * lists machines from it. Checking it costs no process, unlike machinectl.
- */
-const machinesDir = '/run/systemd/machines';
 
 /** Waits until machined no longer lists the machine: at once after a stop through nspawn, which unregisters it. */
 async function waitUntilUnregistered(machine: string, timeoutMs = 10_000): Promise<void> {
