@@ -28,7 +28,7 @@ export function resolveAllExtends(jobs: ReadonlyMap<string, CiMap>): Map<string,
     }
     const at = keyPosition(job, 'extends');
     const names = extendsList(extended, name, at);
-    if (chain.length >= maxDepth) throw new CiConfigError(`${name}: extends nested deeper than ${maxDepth} levels: ${[...chain, name].join(' -> ')}`, at);
+    if (chain.length >= maxDepth) throw new CiConfigError(`job ${name}: extends nested deeper than ${maxDepth} levels: ${[...chain, name].join(' -> ')}`, at);
     let merged = newMap();
     for (const base of names) {
       if (base === name || chain.includes(base)) {
@@ -36,7 +36,7 @@ export function resolveAllExtends(jobs: ReadonlyMap<string, CiMap>): Map<string,
         throw new CiConfigError(`circular extends: ${cycle.join(' -> ')}`, at);
       }
       if (!jobs.has(base)) {
-        throw new CiConfigError(`${name}: extends unknown job ${base}`, at, `jobs and hidden jobs: ${[...jobs.keys()].join(', ')}`);
+        throw new CiConfigError(`job ${name}: extends unknown job ${base}`, at, `jobs and hidden jobs: ${[...jobs.keys()].join(', ')}`);
       }
       merged = deepMerge(merged, resolve(base, [...chain, name]));
     }
@@ -53,7 +53,7 @@ export function resolveAllExtends(jobs: ReadonlyMap<string, CiMap>): Map<string,
 function extendsList(value: CiValue, job: string, at: Position | undefined): string[] {
   const list = Array.isArray(value) ? value.flat(10) : [value];
   if (list.length === 0 || !list.every((item) => typeof item === 'string' && item !== '')) {
-    throw new CiConfigError(`${job}: extends must be a job name or a list of them`, at);
+    throw new CiConfigError(`job ${job}: extends must be a job name or a list of them`, at);
   }
   return list as string[];
 }
@@ -68,16 +68,16 @@ export function parseInherit(job: CiMap, name: string): Inherit {
   const value = job.inherit;
   if (value === undefined || value === null) return { defaults: true, variables: true };
   const at = keyPosition(job, 'inherit');
-  if (!isCiMap(value)) throw new CiConfigError(`${name}: inherit must be a mapping with default: and variables:`, at);
+  if (!isCiMap(value)) throw new CiConfigError(`job ${name}: inherit must be a mapping with default: and variables:`, at);
   const read = (key: string): boolean | string[] => {
     const item = value[key];
     if (item === undefined || item === null) return true;
     if (typeof item === 'boolean') return item;
     if (Array.isArray(item) && item.every((entry) => typeof entry === 'string')) return item as string[];
-    throw new CiConfigError(`${name}: inherit:${key} must be true, false or a list of names`, keyPosition(value, key) ?? at);
+    throw new CiConfigError(`job ${name}: inherit:${key} must be true, false or a list of names`, keyPosition(value, key) ?? at);
   };
   for (const key of Object.keys(value)) {
-    if (key !== 'default' && key !== 'variables') throw new CiConfigError(`${name}: inherit has an unknown key ${key}`, keyPosition(value, key));
+    if (key !== 'default' && key !== 'variables') throw new CiConfigError(`job ${name}: inherit has an unknown key ${key}`, keyPosition(value, key));
   }
   return { defaults: read('default'), variables: read('variables') };
 }

@@ -29,10 +29,10 @@ export interface JobContext {
   warn: (what: string, job: string) => void;
 }
 
-export function parseJob(name: string, raw: CiMap, context: JobContext): JobDefinition {
+export function parseJob(name: string, raw: CiMap, context: JobContext, jobAt?: Position): JobDefinition {
   const inherit = parseInherit(raw, name);
   const job = applyDefaults(raw, context.defaults, inherit);
-  const at = positionOf(raw);
+  const at = jobAt ?? positionOf(raw);
   for (const key of Object.keys(job)) {
     if (unsupportedKeys.has(key)) context.warn(key, name);
     else if (!supportedKeys.has(key)) throw new CiConfigError(`job ${name}: unknown key ${key}`, keyPosition(job, key));
@@ -51,7 +51,7 @@ export function parseJob(name: string, raw: CiMap, context: JobContext): JobDefi
   }
   const when = parseWhen(job.when, `job ${name}: when`, keyPosition(job, 'when')) ?? 'on_success';
   if (when === 'never') throw new CiConfigError(`job ${name}: when: never is only allowed in rules:`, keyPosition(job, 'when'));
-  const rules = job.rules === undefined ? undefined : parseRules(job.rules, name, keyPosition(job, 'rules'));
+  const rules = job.rules === undefined ? undefined : parseRules(job.rules, `job ${name}`, keyPosition(job, 'rules'));
   // A manual job may fail by default, unless its manual comes from rules.
   const allowFailure = parseAllowFailure(job.allow_failure, `job ${name}: allow_failure`, keyPosition(job, 'allow_failure'))
     ?? { allowed: when === 'manual' && rules === undefined };

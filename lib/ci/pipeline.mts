@@ -80,7 +80,7 @@ export function loadPipeline(inputs: PipelineInputs): Pipeline {
   const definitions: JobDefinition[] = [];
   for (const [name, job] of resolved) {
     if (name.startsWith('.')) continue;
-    definitions.push(parseJob(name, job, { defaults, globalVariables: pipelineVariables, stages, warn }));
+    definitions.push(parseJob(name, job, { defaults, globalVariables: pipelineVariables, stages, warn }, keyPosition(config, name)));
   }
 
   const jobs: CiJob[] = [];
