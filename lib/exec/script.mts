@@ -35,7 +35,8 @@ export function buildStageScript(options: StageScriptOptions): string {
     '#!/usr/bin/env bash',
     '# nspawn-runner exec (lib/exec/script.mts)',
     'set -e',
-    'set -o pipefail 2>/dev/null || true',
+    // dash has no pipefail, and a failing `set` would end its script: try in a subshell.
+    'if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi',
     'set +o noclobber',
   ];
   for (const [name, value] of options.variables) {

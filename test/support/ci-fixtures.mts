@@ -4,7 +4,8 @@
 // give it on a branch with some variables set. checkoutFixture makes a git
 // checkout of one, as exec and gitlab-ci-local both need.
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { tmpdir } from 'node:os';
 import { listJobs } from '../../lib/ci/list.mts';
 import { loadProject } from '../../lib/exec/exec.mts';
@@ -45,7 +46,8 @@ export function makeCheckout(files: Record<string, string>, branch = 'main', par
   const dir = mkdtempSync(`${parent}/nsr-exec-repo-`);
   gitIn(dir, ['init', '-q', '-b', 'main']);
   for (const [path, content] of Object.entries(files)) {
-    execFileSync('install', ['-D', '-m', '0644', '/dev/stdin', `${dir}/${path}`], { input: content });
+    mkdirSync(dirname(`${dir}/${path}`), { recursive: true });
+    writeFileSync(`${dir}/${path}`, content);
   }
   gitIn(dir, ['add', '-A']);
   gitIn(dir, ['commit', '-q', '--allow-empty', '-m', 'fixture']);
