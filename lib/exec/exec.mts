@@ -155,8 +155,9 @@ async function runJobs(settings: Readonly<Settings>, options: ExecOptions, proje
     if (interrupt.signal.aborted) return 130;
     return [...results.values()].some((result) => result.status === 'failed' && !result.allowed) ? 1 : 0;
   } finally {
-    for (const name of signals) process.off(name, onSignal);
+    // Still ours until the end: a second Ctrl-C must not cut the removal short.
     rmSync(workDir, { recursive: true, force: true });
+    for (const name of signals) process.off(name, onSignal);
   }
 }
 

@@ -133,7 +133,9 @@ export async function makeSources(repo: RepoInfo, dir: string, options: { dirty:
   const depth = options.depth > 0 ? [`--depth=${options.depth}`] : [];
   const refs = [`+${repo.sha}:refs/pipelines/local`];
   if (repo.branch) refs.push(`+refs/heads/${repo.branch}:refs/remotes/origin/${repo.branch}`);
-  await check(git(dir, ['fetch', '-q', '--no-tags', ...depth, '--', `file://${repo.dir}`, ...refs]));
+  // The local transport drops -c settings before it starts upload-pack: give it its own.
+  const uploadPack = "--upload-pack=git -c safe.directory='*' upload-pack";
+  await check(git(dir, ['fetch', '-q', '--no-tags', uploadPack, ...depth, '--', `file://${repo.dir}`, ...refs]));
   await check(git(dir, ['checkout', '-q', '-f', repo.sha]));
   if (repo.remoteUrl) await check(git(dir, ['remote', 'add', 'origin', repo.remoteUrl]));
   if (options.dirty) {

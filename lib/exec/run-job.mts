@@ -70,6 +70,8 @@ export async function runLocalJob(job: CiJob, number: number, context: RunContex
   const projectDir = expanded.get('CI_PROJECT_DIR') ?? context.predefined.CI_PROJECT_DIR!;
   const result: JobResult = { status: 'failed', allowed: false };
   mkdirSync(dir, { recursive: true });
+  const image = expandText(job.definition.image?.name ?? '', lookup) || context.defaultImage;
+  out.note(`Running on image ${image} (machine run-${jobId})`);
   try {
     await makeProjectDir(context, projectHost, lookup('GIT_STRATEGY'));
     for (const dependency of job.dependencies) restoreTree(artifactsDir(checkout, dependency), projectHost);
@@ -78,8 +80,6 @@ export async function runLocalJob(job: CiJob, number: number, context: RunContex
     rmSync(artifactsDir(checkout, job.name), { recursive: true, force: true });
     rmSync(dotenvFile(checkout, job.name), { force: true });
 
-    const image = expandText(job.definition.image?.name ?? '', lookup) || context.defaultImage;
-    out.note(`Running on image ${image} (machine run-${jobId})`);
     try {
       await prepareJob(context.settings, {
         jobId,

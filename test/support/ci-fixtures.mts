@@ -38,7 +38,7 @@ export const gitEnv = {
 };
 
 export function gitIn(dir: string, args: string[]): string {
-  return execFileSync('git', args, { cwd: dir, env: gitEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  return execFileSync('git', ['-c', 'safe.directory=*', ...args], { cwd: dir, env: gitEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 }
 
 /** A git checkout of files (path -> content) on branch, one commit on main first. */
