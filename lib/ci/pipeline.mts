@@ -8,6 +8,8 @@ import { loadWithIncludes } from './include.mts';
 import { collectDefaults, resolveAllExtends } from './extends.mts';
 import { parseJob } from './job.mts';
 import type { CiJob, JobDefinition, NeedSpec, Pipeline } from './model.mts';
+import { resolveNeeds } from './needs.mts';
+import { expandParallel, slug } from './parallel.mts';
 import { resolveReferences } from './reference.mts';
 import { evaluateRules, evaluateWorkflow, onlyExceptInclude, type RuleInputs } from './rules.mts';
 import { expandVariables, mergeVariables, parseVariables, variablesFrom, type Variables } from './variables.mts';
@@ -135,124 +137,6 @@ function parseStages(config: CiMap): string[] {
   }
   const named = (list as string[]).filter((stage) => stage !== '.pre' && stage !== '.post');
   return ['.pre', ...new Set(named), '.post'];
-}
-
-interface Instance {
-  name: string;
-  matrix: Record<string, string>;
-  node: Record<string, string>;
-}
-
-/** parallel: N gives "job 1/N" ...; parallel: matrix gives "job: [a, b]" per combination. */
-export function expandParallel(definition: JobDefinition): Instance[] {
-  const parallel = definition.parallel;
-  if (!parallel) return [{ name: definition.name, matrix: {}, node: {} }];
-  if ('total' in parallel) {
-    return Array.from({ length: parallel.total }, (_, index) => ({
-      name: `${definition.name} ${index + 1}/${parallel.total}`,
-      matrix: {},
-      node: { CI_NODE_INDEX: String(index + 1), CI_NODE_TOTAL: String(parallel.total) },
-    }));
-  }
-  const combinations: Array<Record<string, string>> = [];
-  for (const entry of parallel.matrix) {
-    let partial: Array<Record<string, string>> = [{}];
-    for (const [name, values] of entry) {
-      partial = partial.flatMap((combination) => values.map((value) => ({ ...combination, [name]: value })));
-    }
-    combinations.push(...partial);
-  }
-  return combinations.map((matrix, index) => ({
-    name: `${definition.name}: [${Object.values(matrix).join(', ')}]`,
-    matrix,
-    node: { CI_NODE_INDEX: String(index + 1), CI_NODE_TOTAL: String(combinations.length) },
-  }));
-}
-
-/** CI_JOB_NAME_SLUG's rule: lower case, [a-z0-9] kept, others "-", at most 63, no "-" at the ends. */
-export function slug(text: string): string {
-  return text.toLowerCase().replace(/[^a-z0-9]/g, '-').slice(0, 63).replace(/^-+|-+$/g, '');
-}
-
-function resolveNeeds(jobs: CiJob[], defined: ReadonlyMap<string, JobDefinition>, pending: ReadonlyMap<CiJob, readonly NeedSpec[]>): void {
-  const byName = new Map(jobs.map((job) => [job.name, job]));
-  const allNames = [...new Set([...defined.values()].map((definition) => definition.name))];
-  /** Pipeline jobs a name stands for: a job, or every instance of a parallel one. */
-  const targets = (need: NeedSpec | { job: string; at?: NeedSpec['at']; matrix?: undefined }, owner: CiJob, what: string): CiJob[] | undefined => {
-    const instances = [...defined].filter(([instance, definition]) =>
-      instance === need.job || (definition.name === need.job && (!need.matrix || need.matrix.some((values) =>
-        Object.entries(values).every(([key, value]) => instanceMatrix(instance, definition)?.[key] === value)))));
-    if (instances.length === 0) {
-      throw new CiConfigError(`job ${owner.name} ${what} ${need.job}, which is not defined`, need.at ?? owner.definition.at, `jobs: ${allNames.join(', ')}`);
-    }
-    const present = instances.map(([instance]) => byName.get(instance)).filter((job): job is CiJob => job !== undefined);
-    if (present.length === 0) return undefined;
-    return present;
-  };
-  for (const job of jobs) {
-    const needs = pending.get(job);
-    if (needs) {
-      const resolved: Array<{ job: string; artifacts: boolean; optional: boolean }> = [];
-      for (const need of needs) {
-        const found = targets(need, job, 'needs');
-        if (!found) {
-          if (need.optional) continue;
-          throw new CiConfigError(`job ${job.name} needs ${need.job}, which rules or only/except leave out of this pipeline`, need.at ?? job.definition.at,
-            'make the need optional: true, or change the rules');
-        }
-        for (const target of found) {
-          if (target.stageIndex > job.stageIndex) {
-            throw new CiConfigError(`job ${job.name} needs ${target.name}, which is in the later stage ${target.stage}`, need.at ?? job.definition.at);
-          }
-          if (!resolved.some((entry) => entry.job === target.name)) resolved.push({ job: target.name, artifacts: need.artifacts, optional: need.optional });
-        }
-      }
-      job.needs = resolved;
-    }
-  }
-  checkNeedsCycles(jobs, byName);
-  for (const job of jobs) {
-    const declared = job.definition.dependencies;
-    if (declared) {
-      const names: string[] = [];
-      for (const dependency of declared) {
-        const found = targets({ job: dependency, at: job.definition.at }, job, 'depends on');
-        for (const target of found ?? []) {
-          if (target.stageIndex >= job.stageIndex && !job.needs?.some((need) => need.job === target.name)) {
-            throw new CiConfigError(`job ${job.name} depends on ${target.name}, which is not in an earlier stage`, job.definition.at);
-          }
-          if (job.needs && !job.needs.some((need) => need.job === target.name)) {
-            throw new CiConfigError(`job ${job.name} depends on ${target.name}, which is not in its needs:`, job.definition.at);
-          }
-          names.push(target.name);
-        }
-      }
-      job.dependencies = names;
-    } else if (job.needs) {
-      job.dependencies = job.needs.filter((need) => need.artifacts).map((need) => need.job);
-    } else {
-      job.dependencies = jobs.filter((other) => other.stageIndex < job.stageIndex).map((other) => other.name);
-    }
-  }
-}
-
-function instanceMatrix(instance: string, definition: JobDefinition): Record<string, string> | undefined {
-  return expandParallel(definition).find((candidate) => candidate.name === instance)?.matrix;
-}
-
-function checkNeedsCycles(jobs: readonly CiJob[], byName: ReadonlyMap<string, CiJob>): void {
-  const state = new Map<string, 'visiting' | 'done'>();
-  const visit = (job: CiJob, path: string[]): void => {
-    if (state.get(job.name) === 'done') return;
-    if (state.get(job.name) === 'visiting') {
-      const cycle = [...path.slice(path.indexOf(job.name)), job.name];
-      throw new CiConfigError(`needs cycle: ${cycle.join(' -> ')}`, job.definition.at);
-    }
-    state.set(job.name, 'visiting');
-    for (const need of job.needs ?? []) visit(byName.get(need.job)!, [...path, job.name]);
-    state.set(job.name, 'done');
-  };
-  for (const job of jobs) visit(job, []);
 }
 
 function formatWarnings(warnings: ReadonlyMap<string, ReadonlySet<string>>): string[] {

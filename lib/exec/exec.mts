@@ -3,6 +3,7 @@
 // runner's own images, storage and settings. All bad input is reported
 // before any machine starts.
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { pathGlobToRegExp } from '../ci/glob.mts';
 import { formatListRows, listHeader, listJobs } from '../ci/list.mts';
 import type { CiJob, Pipeline } from '../ci/model.mts';
 import { loadPipeline } from '../ci/pipeline.mts';
@@ -18,7 +19,6 @@ import { pipelineVariables } from './predefined.mts';
 import { changedFiles, makeSources, readRepo, type RepoInfo } from './repo.mts';
 import { runLocalJob, type JobResult, type RunContext } from './run-job.mts';
 import { planJobs, runPlan, type Selection } from './schedule.mts';
-import { pathGlobToRegExp } from '../ci/glob.mts';
 
 export interface ExecOptions {
   cwd: string;

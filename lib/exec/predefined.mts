@@ -2,7 +2,7 @@
 // commonly read, with the values GitLab would give a push of the current
 // branch. GITLAB_CI is "false", as gitlab-ci-local has it, so rules can tell
 // a local run from CI; every one of them can be overridden with --variable.
-import { slug } from '../ci/pipeline.mts';
+import { slug } from '../ci/parallel.mts';
 import type { RepoInfo } from './repo.mts';
 
 export interface PipelineIds {

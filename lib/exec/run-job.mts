@@ -67,7 +67,8 @@ export async function runLocalJob(job: CiJob, number: number, context: RunContex
   variables = mergeVariables(variables, variablesFrom(dotenv), context.overrides);
   const expanded = expandVariables(variables);
   const lookup = (name: string) => expanded.get(name);
-  const projectDir = expanded.get('CI_PROJECT_DIR') ?? context.predefined.CI_PROJECT_DIR!;
+  // Where the machine sees the project: the predefined value, whatever a variable says.
+  const projectDir = context.predefined.CI_PROJECT_DIR!;
   const result: JobResult = { status: 'failed', allowed: false };
   mkdirSync(dir, { recursive: true });
   const image = expandText(job.definition.image?.name ?? '', lookup) || context.defaultImage;
