@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { after, describe, test } from 'node:test';
 import type { CiJob, JobDefinition, Pipeline } from '../lib/ci/model.mts';
 import { cacheDirName, filesKey, parseDotenv, selectPaths, storeTree, restoreTree } from '../lib/exec/artifacts.mts';
-import { parseVariableOptions, resultText } from '../lib/exec/exec.mts';
+import { loadProject, parseVariableOptions, resultText } from '../lib/exec/exec.mts';
+import { loadSettings } from '../lib/settings.mts';
 import { formatSummary, PrefixedOutput } from '../lib/exec/output.mts';
 import { changedFiles, makeSources, projectPathOf, readRepo } from '../lib/exec/repo.mts';
 import type { JobResult } from '../lib/exec/run-job.mts';
@@ -299,5 +300,28 @@ describe('the checkout', () => {
     assert.deepEqual(changedFiles(repo, undefined, false), ['c.txt']);
     assert.deepEqual(changedFiles(repo, undefined, true), ['c.txt', 'd.txt']);
     assert.equal(changedFiles(repo, 'no-such-ref', false), undefined);
+  });
+
+  test('exec --list decides rules: changes and exists on the checkout', async () => {
+    const dir = makeCheckout({
+      '.gitlab-ci.yml': 'docs:\n  script: [x]\n  rules:\n    - changes: [docs/**/*.md]\n' +
+        'code:\n  script: [x]\n  rules:\n    - changes: { paths: [src/*], compare_to: main }\n' +
+        'docker:\n  script: [x]\n  rules:\n    - exists: [Dockerfile]\n',
+      'docs/index.md': 'v1\n',
+    }, 'main', base);
+    gitIn(dir, ['checkout', '-q', '-b', 'topic']);
+    mkdirSync(`${dir}/docs/deep`);
+    writeFileSync(`${dir}/docs/deep/page.md`, 'new\n');
+    gitIn(dir, ['add', '-A']);
+    gitIn(dir, ['commit', '-qm', 'docs']);
+    const list = async (dirty: boolean) => (await loadProject(await loadSettings({ root: base }), {
+      cwd: dir, file: '.gitlab-ci.yml', selection: { jobs: [], needs: false, manual: [] }, list: true, json: true,
+      concurrency: 1, dirty, variables: [], defaultImage: undefined,
+    })).pipeline.jobs.map((job) => job.name);
+    assert.deepEqual(await list(false), ['docs']);
+    mkdirSync(`${dir}/src`);
+    writeFileSync(`${dir}/src/main.c`, '');
+    writeFileSync(`${dir}/Dockerfile`, '');
+    assert.deepEqual(await list(true), ['docs', 'code', 'docker']);
   });
 });
