@@ -10,8 +10,9 @@ cd "$(dirname "$(readlink -f "$0")")"
 # backend; ansible (ansible-core and community.general, whose chroot connection
 # image playbooks run through): image maintenance; busybox-static: the tests' tiny
 # image; sudo: build shells for people; python3: the crash tests' stand-in runner;
-# gcc, libc6-dev: the sandbox tests build a static escape probe.
-packages=(systemd-container util-linux debootstrap mmdebstrap eatmydata btrfs-progs ansible busybox-static git sudo python3 gcc libc6-dev)
+# gcc, libc6-dev: the sandbox tests build a static escape probe; rsync:
+# gitlab-ci-local's shell executor, which the exec benchmark runs beside exec.
+packages=(systemd-container util-linux debootstrap mmdebstrap eatmydata btrfs-progs ansible busybox-static git sudo python3 gcc libc6-dev rsync)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "setup.sh: run as root (it installs Debian packages)" >&2

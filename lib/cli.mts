@@ -16,6 +16,8 @@ export interface CommandSpec {
   string?: string[];
   boolean?: string[];
   alias?: Record<string, string>;
+  /** String options that may be given more than once: always arrays. */
+  repeatable?: string[];
   /** Most commands create machines or images: they need root. */
   needsRoot?: boolean;
 }
@@ -41,9 +43,9 @@ export function helpText(spec: CommandSpec): string {
 
 export function parseArgs(spec: CommandSpec, argv: string[]): ParsedArgs {
   const known = new Set(['verbose', 'debug', 'help', 'root', 'config', 'backend', 'host', 'v', 'h', '_', '--',
-    ...(spec.string ?? []), ...(spec.boolean ?? []), ...Object.keys(spec.alias ?? {}), ...Object.values(spec.alias ?? {})]);
+    ...(spec.string ?? []), ...(spec.boolean ?? []), ...(spec.repeatable ?? []), ...Object.keys(spec.alias ?? {}), ...Object.values(spec.alias ?? {})]);
   const args = minimist(argv, {
-    string: ['root', 'config', 'backend', 'host', ...(spec.string ?? [])],
+    string: ['root', 'config', 'backend', 'host', ...(spec.string ?? []), ...(spec.repeatable ?? [])],
     boolean: ['verbose', 'debug', 'help', ...(spec.boolean ?? [])],
     alias: { v: 'verbose', h: 'help', ...spec.alias },
     '--': true,
@@ -56,6 +58,10 @@ export function parseArgs(spec: CommandSpec, argv: string[]): ParsedArgs {
   });
   for (const name of ['root', 'config', 'backend', 'host', ...(spec.string ?? [])]) {
     if (Array.isArray(args[name])) throw new UsageError(`${spec.name}: --${name} given twice`);
+  }
+  for (const name of spec.repeatable ?? []) {
+    const value: unknown = args[name];
+    args[name] = value === undefined ? [] : Array.isArray(value) ? value : [value];
   }
   return args;
 }

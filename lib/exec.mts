@@ -13,7 +13,7 @@
 // where every millisecond is paid on every job. Both log the command
 // shell-quoted at debug level before it runs, so a failing step can be
 // replayed by hand.
-import { spawn, type SpawnOptions, type StdioOptions } from 'node:child_process';
+import { spawn, spawnSync, type SpawnOptions, type StdioOptions } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Options, ProcessOutput, Shell } from 'zx/core';
 import { SystemError } from './errors.mts';
@@ -82,6 +82,17 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
       reject(error.code === 'ENOENT' ? missingBinaryError(argv[0]!) : error));
     child.on('close', (code, signal) => resolve({ code: code ?? 128, signal, stdout, stderr }));
   });
+}
+
+/**
+ * run() for the few callers that cannot wait (a parser asking git a
+ * question mid-way): captured output, never throws for a non-zero exit.
+ */
+export function runSync(argv: readonly string[], options: Pick<RunOptions, 'env' | 'cwd'> = {}): RunResult {
+  log.debug(`+ ${shellJoin(argv)}`);
+  const result = spawnSync(argv[0]!, argv.slice(1), { env: options.env ?? process.env, cwd: options.cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28 });
+  if ((result.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw missingBinaryError(argv[0]!);
+  return { code: result.status ?? 128, signal: result.signal, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
 }
 
 /** Runs argv and throws a SystemError naming the command when it fails. */

@@ -14,7 +14,7 @@ import {
 } from './job.mts';
 import { log } from './log.mts';
 import { isLive, owningAncestorOf, sleep, startTimeOf } from './proc.mts';
-import { buildNspawnArgs, namesPath, privilegedEnv, systemdVersion } from './nspawn.mts';
+import { buildNspawnArgs, namesPath, privilegedEnv, systemdVersion, type Bind } from './nspawn.mts';
 import { imagePersonality } from './personality.mts';
 import { buildsDir, cacheDir, type Settings } from './settings.mts';
 import { buildShares, findRunnerBinary } from './shares.mts';
@@ -26,6 +26,8 @@ export interface PrepareRequest {
   jobId: string;
   /** What the job asked for: an image name or a docker-style reference. */
   imageReference: string;
+  /** More binds into the machine (exec's project directory). */
+  binds?: readonly Bind[];
 }
 
 export async function prepareJob(settings: Settings, request: PrepareRequest): Promise<JobRecord> {
@@ -75,7 +77,8 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
       boot,
       payload: boot ? [...agentPayload(boot), ...bootArguments(settings.network)] : agentPayload(boot),
       register: host.registers,
-      binds: [...buildShares(settings, runnerBinary), ...agentBinds(dir, boot, settings.privateUsers), ...(boot ? bootBinds(dir) : [])],
+      binds: [...buildShares(settings, runnerBinary), ...agentBinds(dir, boot, settings.privateUsers), ...(boot ? bootBinds(dir) : []),
+        ...(request.binds ?? [])],
       systemdVersion: await systemdVersion(),
       network: settings.network,
       privileged: settings.privileged,
@@ -111,6 +114,9 @@ export interface StageRequest {
   scriptPath: string;
   stage: string;
   shell: string;
+  /** Where the output goes instead of our stdout (exec's per-job prefix). */
+  output?: (chunk: Uint8Array) => void;
+  cancel?: AbortSignal;
 }
 
 /**
@@ -147,7 +153,9 @@ export async function runStage(settings: Settings, request: StageRequest): Promi
   let outcome;
   try {
     if (!fstatSync(scriptFd).isFile()) throw new SystemError(`script ${request.scriptPath} is not a regular file`);
-    outcome = await runScriptThroughAgent({ ioDir: ioDirOf(dir), agent, scriptFd, shell: request.shell, stage: request.stage });
+    outcome = await runScriptThroughAgent({
+      ioDir: ioDirOf(dir), agent, scriptFd, shell: request.shell, stage: request.stage, output: request.output, cancel: request.cancel,
+    });
   } finally {
     closeSync(scriptFd);
   }

@@ -154,6 +154,10 @@ export interface StageRequest {
   scriptFd: number;
   shell: string;
   stage: string;
+  /** Where the stage's output goes; our stdout by default (run_exec's contract). */
+  output?: (chunk: Uint8Array) => void;
+  /** Stops the stage as a cancel does (exec's job timeout). */
+  cancel?: AbortSignal;
 }
 
 /** The script's exit code (128 + signal number when a signal ended it), or 'agent-gone'. */
@@ -168,6 +172,7 @@ export async function runScriptThroughAgent(request: StageRequest): Promise<Stag
   ftruncateSync(output);
   writeScript(scriptPath, request.scriptFd);
   const agentAlive = (): boolean => isLive(agent.pid, agent.startTime);
+  const emit = request.output ?? ((data: Uint8Array) => writeAll(1, data));
 
   let position = 0;
   const chunk = Buffer.allocUnsafe(64 * 1024);
@@ -175,7 +180,8 @@ export async function runScriptThroughAgent(request: StageRequest): Promise<Stag
     while (position < limit) {
       const count = readSync(output, chunk, 0, Math.min(chunk.length, limit - position), position);
       if (count <= 0) return;
-      writeAll(1, chunk.subarray(0, count));
+      // A copy: the buffer is reused for the next read.
+      emit(request.output ? Buffer.from(chunk.subarray(0, count)) : chunk.subarray(0, count));
       position += count;
     }
   };
@@ -192,9 +198,11 @@ export async function runScriptThroughAgent(request: StageRequest): Promise<Stag
   };
   const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
   for (const name of signals) process.on(name, forward);
+  request.cancel?.addEventListener('abort', forward);
   try {
     log.debug(`+ stage agent ${agent.pid}: ${token} ${request.shell}`);
     if (!sendRequest(ioDir, `${token} ${checkShell(request.shell)}\n`)) return 'agent-gone';
+    if (request.cancel?.aborted) forward();
     return await new Promise<StageOutcome>((resolve, reject) => {
       const check = (): void => {
         try {
@@ -226,6 +234,7 @@ export async function runScriptThroughAgent(request: StageRequest): Promise<Stag
     clearInterval(timer);
     closeSync(output);
     for (const name of signals) process.off(name, forward);
+    request.cancel?.removeEventListener('abort', forward);
     removeQuietly(scriptPath);
     removeQuietly(statusPath);
   }
