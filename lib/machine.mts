@@ -11,6 +11,7 @@ import {
   claimJobDir, jobDir, machineName, readJobRecord, removeJobDir, requireJobRecord, writeJobRecord,
   type BackendName, type JobRecord,
 } from './job.mts';
+import { noteFailedStage } from './keep-failed.mts';
 import { log } from './log.mts';
 import { isLive, owningAncestorOf, sleep, startTimeOf } from './proc.mts';
 import { buildNspawnArgs, namesPath, privilegedEnv, systemdVersion } from './nspawn.mts';
@@ -157,7 +158,10 @@ export async function runStage(settings: Settings, request: StageRequest): Promi
     throw new ScriptFailed(1, `stage ${request.stage} ended with the machine's stage agent (a reboot or a kill inside the machine)`);
   }
   reportBuildExitCode(outcome.code);
-  if (outcome.code !== 0) throw new ScriptFailed(outcome.code, `stage ${request.stage} failed with exit code ${outcome.code}`);
+  if (outcome.code !== 0) {
+    noteFailedStage(settings, request.jobId, request.stage, outcome.code);
+    throw new ScriptFailed(outcome.code, `stage ${request.stage} failed with exit code ${outcome.code}`);
+  }
 }
 
 /**

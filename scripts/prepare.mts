@@ -4,7 +4,9 @@ import { jobIdFromEnv, jobImageFromEnv } from '../lib/contract.mts';
 import { SystemError } from '../lib/errors.mts';
 import { sweepOrphanedJobs } from '../lib/gc.mts';
 import { parseJobId } from '../lib/job.mts';
-import { ensureRunnerDirs, prepareJob } from '../lib/machine.mts';
+import { isKeptJob } from '../lib/keep-failed.mts';
+import { log } from '../lib/log.mts';
+import { cleanupJob, ensureRunnerDirs, prepareJob } from '../lib/machine.mts';
 
 await main({
   name: 'prepare',
@@ -24,5 +26,9 @@ await main({
   ensureRunnerDirs(settings);
   // Cheap: job records only. A crashed job with this id is cleaned here too.
   await sweepOrphanedJobs(settings);
+  if (isKeptJob(settings, jobId)) {
+    log.info(`job ${jobId}: replacing the kept machine of an earlier job with this id`);
+    await cleanupJob(settings, jobId);
+  }
   await prepareJob(settings, { jobId, imageReference: String(imageReference) });
 });

@@ -198,11 +198,11 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
   test('crash recovery: a live job survives other prepares, an orphaned one is stopped through systemd', async () => {
     assert.equal((await host.prepare('312')).code, 0);
     assert.equal((await host.prepare('313')).code, 0, 'its sweep leaves the live job 312 alone');
-    assert.match((await host.runner(['status'])).stdout, /^312\tbookworm\toverlay\tsystemd\t\d+s\trunning\trun-312$/m);
+    assert.match((await host.runner(['status'])).stdout, /^312\tbookworm\toverlay\tsystemd\t\d+s\trunning\trun-312\t-$/m);
     assert.equal((await host.stage('312', 'build_script', 'echo still here')).code, 0);
     // gitlab-runner gone: nothing will ever clean this job up but gc.
     assert.equal((await host.runnerWithDeadOwner(['prepare', '--id', '314', 'bookworm'])).code, 0);
-    assert.match((await host.runner(['status'])).stdout, /^314\t.*\torphaned\trun-314$/m);
+    assert.match((await host.runner(['status'])).stdout, /^314\t.*\torphaned\trun-314\t-$/m);
     const gc = await host.runner(['gc', '--json']);
     assert.equal(gc.code, 0, gc.stderr);
     assert.deepEqual(JSON.parse(gc.stdout).jobs, ['314']);
@@ -217,7 +217,7 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     const prepared = await host.runnerFromOutside(['prepare', '--id', '316', 'bookworm']);
     assert.equal(prepared.code, 0, prepared.stderr);
     assert.equal(JSON.parse(readFileSync(`${host.state}/.jobs/316/job.json`, 'utf8')).ownerPid, 0, 'recorded as unknown');
-    assert.match((await host.runner(['status'])).stdout, /^316\t.*\trunning\trun-316$/m);
+    assert.match((await host.runner(['status'])).stdout, /^316\t.*\trunning\trun-316\t-$/m);
     const next = await host.prepare('317');
     assert.equal(next.code, 0, next.stderr);
     assert.doesNotMatch(next.stderr, /job 316/, 'the next prepare\'s sweep leaves it alone');
@@ -227,7 +227,7 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     // Once its machine is gone, it is gc's to collect.
     assert.equal((await host.exec(['systemctl', 'kill', '--signal=SIGKILL', '--', unit('316')])).code, 0);
     await host.waitUntilInactive(unit('316'));
-    assert.match((await host.runner(['status'])).stdout, /^316\t.*\torphaned\trun-316$/m);
+    assert.match((await host.runner(['status'])).stdout, /^316\t.*\torphaned\trun-316\t-$/m);
     assert.deepEqual(JSON.parse((await host.runner(['gc', '--json'])).stdout).jobs, ['316']);
     assert.equal((await host.cleanup('317')).code, 0);
     assert.deepEqual(await host.inventory(), nothingLeft);
