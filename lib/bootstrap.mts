@@ -9,6 +9,8 @@ import { imagePath, validateImageName } from './image.mts';
 import { listJobRecords } from './job.mts';
 import { log } from './log.mts';
 import type { PlaybookVars } from './playbook.mts';
+import type { Progress } from './progress.mts';
+import { bootstrapParser } from './progress-parsers.mts';
 import { createSubvolume, isBtrfs, isSubvolume } from './btrfs.mts';
 import { removeTree } from './mounts.mts';
 import type { Settings } from './settings.mts';
@@ -106,7 +108,7 @@ export function resolveCreateOptions(sources: CreateSources, suiteFallback: stri
  * removes it when this throws. On btrfs the tree is a subvolume, so jobs can
  * run on snapshots of it.
  */
-export async function bootstrapTree(target: string, options: BootstrapOptions, label: string): Promise<void> {
+export async function bootstrapTree(target: string, options: BootstrapOptions, label: string, progress?: Progress): Promise<void> {
   validateBootstrapOptions(options);
   if (!(await haveCommand(options.bootstrapper))) {
     throw new SystemError(`${options.bootstrapper} not found`, `install the Debian package ${options.bootstrapper}`);
@@ -115,12 +117,21 @@ export async function bootstrapTree(target: string, options: BootstrapOptions, l
   if (isBtrfs(target.slice(0, target.lastIndexOf('/')))) await createSubvolume(target);
   else if (options.bootstrapper === 'mmdebstrap') mkdirSync(target);
   const argv = buildBootstrapArgs(options, target, await haveCommand('eatmydata'));
-  log.info(`${label}: ${options.bootstrapper} ${options.suite}${options.arch ? ` (${options.arch})` : ''}; progress follows`);
-  // Progress goes to stderr: stdout is reserved for machine-readable output.
-  const result = await run(argv, { stdio: ['ignore', 2, 2] });
+  const what = `${options.bootstrapper} ${options.suite}${options.arch ? ` (${options.arch})` : ''}`;
+  let result;
+  if (progress) {
+    // The tool's own 700 lines go to the log file; the progress line says where it is.
+    progress.phase(what);
+    const parser = bootstrapParser();
+    result = await run(argv, { stdio: ['ignore', 'pipe', 'pipe'], onOutput: (chunk) => progress.output(chunk, parser) });
+  } else {
+    log.info(`${label}: ${what}; progress follows`);
+    // Progress goes to stderr: stdout is reserved for machine-readable output.
+    result = await run(argv, { stdio: ['ignore', 2, 2] });
+  }
   if (result.code !== 0 || result.signal) {
     throw new SystemError(`${options.bootstrapper} failed for ${label} (${result.signal ?? `exit ${result.code}`})`,
-      'see its output above; check the suite, mirror, architecture and network');
+      `see its output ${progress ? `in ${progress.logPath}` : 'above'}; check the suite, mirror, architecture and network`);
   }
   // debootstrap copies the build host's /etc/hostname; a booted machine
   // would then call itself after the host instead of run-<job id>.
@@ -132,7 +143,7 @@ export async function bootstrapTree(target: string, options: BootstrapOptions, l
  * snapshots instead of overlays. The copy is made with reflinks (no data is
  * duplicated) beside the image and swapped in with two renames.
  */
-export async function convertImageToSubvolume(settings: Settings, name: string): Promise<'converted' | 'already'> {
+export async function convertImageToSubvolume(settings: Settings, name: string, progress?: Progress): Promise<'converted' | 'already'> {
   const target = imagePath(settings, validateImageName(name));
   if (!existsSync(target)) throw new JobError(`image "${name}" not found at ${target}`);
   if (isSubvolume(target)) return 'already';
@@ -147,7 +158,9 @@ export async function convertImageToSubvolume(settings: Settings, name: string):
   claimStaging(workDir);
   try {
     await createSubvolume(`${workDir}/tree`);
-    log.info(`copying image ${name} into a subvolume (reflinks, no data is duplicated)`);
+    const copying = `copying image ${name} into a subvolume (reflinks, no data is duplicated)`;
+    if (progress) progress.phase(copying);
+    else log.info(copying);
     await check(['cp', '-a', '--reflink=always', '--', `${target}/.`, `${workDir}/tree/`]);
     renameSync(target, `${workDir}/old`);
     renameSync(`${workDir}/tree`, target);
