@@ -9,6 +9,7 @@ import { imagesDir, isImageName } from './image.mts';
 import { jobDir, listJobRecords, readJobRecord, unknownOwner, type JobRecord } from './job.mts';
 import { log } from './log.mts';
 import { cleanupJob } from './machine.mts';
+import { recordEvent } from './metrics/events.mts';
 import { removeTree } from './mounts.mts';
 import { escapeColons } from './nspawn.mts';
 import { isRunning, startTimeOf } from './proc.mts';
@@ -77,6 +78,7 @@ export async function sweepOrphanedJobs(settings: Settings): Promise<string[]> {
     await cleanupJob(settings, id);
     cleaned.push(id);
   }
+  if (cleaned.length) recordEvent(settings.root, 'gc_removed_jobs', cleaned.length);
   return cleaned;
 }
 
@@ -107,6 +109,8 @@ export async function collectGarbage(settings: Settings): Promise<GcReport> {
   // uid-shifted copies (private_users) of image trees that are gone.
   const { removeShiftedTrees } = await import('./storage/shifted.mts');
   const shifted = await removeShiftedTrees(settings, (source) => !existsSync(source));
+  const counts = { stray_machines: stray.machines.length, staging: staging.length, versions: versions.length, shifted: shifted.length } as const;
+  for (const [kind, count] of Object.entries(counts)) if (count) recordEvent(settings.root, `gc_removed_${kind as keyof typeof counts}`, count);
   return { jobs, strayMachines: stray.machines, staging, versions, shifted };
 }
 

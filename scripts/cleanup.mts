@@ -4,6 +4,7 @@ import { jobIdFromEnv } from '../lib/contract.mts';
 import { parseJobId } from '../lib/job.mts';
 import { keepFailedJob } from '../lib/keep-failed.mts';
 import { cleanupJob } from '../lib/machine.mts';
+import { processSeconds, recordEvent } from '../lib/metrics/events.mts';
 
 await main({
   name: 'cleanup',
@@ -16,6 +17,11 @@ await main({
   needsRoot: true,
 }, async (args, settings) => {
   const jobId = parseJobId(args.id ?? jobIdFromEnv());
-  if (await keepFailedJob(settings, jobId)) return;
-  await cleanupJob(settings, jobId);
+  try {
+    if (!(await keepFailedJob(settings, jobId))) await cleanupJob(settings, jobId);
+  } catch (error) {
+    recordEvent(settings.root, 'cleanup_failed', 1);
+    throw error;
+  }
+  recordEvent(settings.root, 'cleanup_seconds', processSeconds());
 });

@@ -19,6 +19,7 @@ const commands: Record<string, { summary: string; file: string }> = {
   'ssh-session': { summary: 'one ssh connection\'s machine (started by the ssh-units service)', file: 'ssh-session' },
   status: { summary: 'list the jobs and their machines', file: 'status' },
   gc: { summary: 'remove what crashed jobs left behind', file: 'gc' },
+  metrics: { summary: 'print Prometheus metrics: jobs, stage durations, images, gc removals', file: 'metrics' },
   doctor: { summary: 'check the host and this installation; say what blocks jobs and how to fix it', file: 'doctor' },
   'sample-job': { summary: 'run a sample CI job through every stage, as gitlab-runner would', file: 'sample-job' },
 };

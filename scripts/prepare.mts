@@ -7,6 +7,7 @@ import { parseJobId } from '../lib/job.mts';
 import { isKeptJob } from '../lib/keep-failed.mts';
 import { log } from '../lib/log.mts';
 import { cleanupJob, ensureRunnerDirs, prepareJob } from '../lib/machine.mts';
+import { processSeconds, recordEvent } from '../lib/metrics/events.mts';
 
 await main({
   name: 'prepare',
@@ -24,11 +25,17 @@ await main({
   const imageReference = args._[0] ?? jobImageFromEnv() ?? args['default-image'] ?? settings.defaultImage;
   if (!imageReference) throw new SystemError('no image for this job', 'give the job an image:, or pass --default-image');
   ensureRunnerDirs(settings);
-  // Cheap: job records only. A crashed job with this id is cleaned here too.
-  await sweepOrphanedJobs(settings);
-  if (isKeptJob(settings, jobId)) {
-    log.info(`job ${jobId}: replacing the kept machine of an earlier job with this id`);
-    await cleanupJob(settings, jobId);
+  try {
+    // Cheap: job records only. A crashed job with this id is cleaned here too.
+    await sweepOrphanedJobs(settings);
+    if (isKeptJob(settings, jobId)) {
+      log.info(`job ${jobId}: replacing the kept machine of an earlier job with this id`);
+      await cleanupJob(settings, jobId);
+    }
+    await prepareJob(settings, { jobId, imageReference: String(imageReference) });
+  } catch (error) {
+    recordEvent(settings.root, 'prepare_failed', 1);
+    throw error;
   }
-  await prepareJob(settings, { jobId, imageReference: String(imageReference) });
+  recordEvent(settings.root, 'prepare_seconds', processSeconds());
 });
