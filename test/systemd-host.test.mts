@@ -131,6 +131,40 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     assert.equal((await host.cleanup('317', config)).code, 0);
   });
 
+  test('keep_failed: a kept job is entered through its agent with the machine\'s sandbox; the last stage says what the unit\'s cgroup measured', async () => {
+    writeFileSync(`${host.scripts}/keep.conf`, 'keep_failed: 30m\n');
+    const config = ['--config', `${innerScripts}/keep.conf`];
+    assert.equal((await host.prepare('318', undefined, config)).code, 0);
+    const build = await host.stage('318', 'build_script', 'echo left-behind > /kept-file; python3 -c "b = bytearray(64 << 20); print(len(b))"; exit 3', {}, config);
+    assert.equal(build.code, buildFailure, build.stderr);
+    assert.match(build.stdout, /^67108864$/m);
+    assert.match(build.stderr, /To look inside, as root on the runner host: nspawn-runner shell --job 318/);
+    const last = await host.stage('318', 'cleanup_file_variables', 'true', {}, config);
+    assert.equal(last.code, 0, last.stderr);
+    const line = /resources used by the job's machine: (.*)$/m.exec(last.stderr)?.[1] ?? last.stderr;
+    assert.match(line, new RegExp(`CPU time \\d+\\.\\d s(, OOM kills \\d+)? \\(cgroup /sys/fs/cgroup/machine\\.slice/${unit('318').replaceAll('.', '\\.')}\\)`));
+    const controllers = (await host.exec(['cat', '/sys/fs/cgroup/cgroup.controllers'])).stdout;
+    if (/\bmemory\b/.test(controllers)) {
+      const peak = /peak memory (\d+) MiB/.exec(line);
+      assert.ok(peak && Number(peak[1]) >= 64, line);
+    } else {
+      // This machine binds the memory controller to cgroup v1: the test host's v2 hierarchy has none.
+      assert.match(line, /not measured: peak memory and OOM kills: the machine's cgroup has no memory controller/);
+    }
+
+    assert.equal((await host.cleanup('318', config)).code, 0);
+    assert.match((await host.runner(['status'])).stdout, /^318\t.*\tkept\trun-318\t\S+Z$/m);
+    assert.equal(await host.unitProperty(unit('318'), 'ActiveState'), 'active', 'the machine still runs');
+    const leader = (await host.exec(['machinectl', 'show', '--property=Leader', '--value', '--', 'run-318'])).stdout.trim();
+    const payload = parseSandbox((await host.exec(['cat', `/proc/${leader}/status`])).stdout);
+    const entered = await host.runner(['shell', '--job', '318', '--', 'sh', '-c', 'cat /kept-file; grep -E "^(CapBnd|CapEff|Seccomp|Seccomp_filters):" /proc/self/status; exit 4']);
+    assert.equal(entered.code, 4, entered.stderr);
+    assert.match(entered.stdout, /^left-behind$/m);
+    assert.deepEqual(parseSandbox(entered.stdout), payload, 'the shell has the sandbox of the machine\'s own processes');
+    assert.equal((await host.cleanup('318', config)).code, 0, 'a second cleanup removes a kept job');
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
   test('limits come from the config file; null switches one off', async () => {
     writeFileSync(`${host.scripts}/limits.conf`,
       'limits:\n  cpu_weight: 20\n  memory_high: null\n  memory_max: 1G\n  tasks_max: null\n');
