@@ -165,6 +165,18 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     assert.deepEqual(await host.inventory(), nothingLeft);
   });
 
+  test('doctor on a systemd host: the systemd host mode and its cgroups, and the image boots', async () => {
+    const result = await host.runner(['doctor', '--json', '--runner-config', '/nonexistent']);
+    const report = JSON.parse(result.stdout) as { ok: boolean; findings: Array<{ check: string; status: string; finding: string }> };
+    assert.deepEqual(report.findings.filter((finding) => finding.status === 'error'), []);
+    assert.equal(result.code, 0);
+    const of = (check: string) => report.findings.find((finding) => finding.check === check)!;
+    assert.match(of('host mode').finding, /^systemd \(auto: systemd is PID 1 and the system bus runs\)/);
+    assert.match(of('cgroups').finding, /^cgroup v2 \(controllers: /);
+    assert.equal(of('/run').status, 'ok', '/run is a tmpfs under systemd');
+    assert.match(of('images').finding, /bookworm/);
+  });
+
   test('limits come from the config file; null switches one off', async () => {
     writeFileSync(`${host.scripts}/limits.conf`,
       'limits:\n  cpu_weight: 20\n  memory_high: null\n  memory_max: 1G\n  tasks_max: null\n');
