@@ -8,7 +8,7 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { SystemError } from './errors.mts';
-import { run, shellJoin } from './exec.mts';
+import { run, shellJoin, zx } from './exec.mts';
 import { log } from './log.mts';
 import { imageNspawnFlags } from './nspawn.mts';
 import type { Progress } from './progress.mts';
@@ -85,20 +85,25 @@ export async function runPlaybook(request: PlaybookRun): Promise<void> {
     writeFileSync(`${workDir}/ansible.cfg`, buildAnsibleConfig(workDir));
     const env = { ...process.env, ANSIBLE_CONFIG: `${workDir}/ansible.cfg` };
     const { progress } = request;
-    let result;
     if (progress) {
       progress.phase(`playbook ${request.playbook}`);
       // A second start of ansible (about a second), only worth it for the live line's "task i/n".
       const listed = request.countTasks ? await run(['ansible-playbook', '--list-tasks', '--', request.playbook], { env }) : undefined;
       const parser = ansibleParser(listed?.code === 0 ? countListedTasks(listed.stdout) : undefined);
-      result = await run(buildPlaybookArgs(request.playbook), { env, stdio: ['ignore', 'pipe', 'pipe'], onOutput: (chunk) => progress.output(chunk, parser) });
-    } else {
-      log.info(`image ${request.image}: running ${request.playbook}; ansible's output follows`);
-      result = await run(buildPlaybookArgs(request.playbook), { env, stdio: ['ignore', 2, 2] });
+      // run(), not zx: the output is read as it comes, into the progress line and its log file.
+      const result = await run(buildPlaybookArgs(request.playbook), { env, stdio: ['ignore', 'pipe', 'pipe'], onOutput: (chunk) => progress.output(chunk, parser) });
+      if (result.code !== 0 || result.signal) {
+        throw new SystemError(`playbook ${request.playbook} failed for image ${request.image} (${result.signal ?? `exit ${result.code}`})`,
+          `see ansible's output in ${progress.logPath}; the image was not changed`);
+      }
+      return;
     }
-    if (result.code !== 0 || result.signal) {
-      throw new SystemError(`playbook ${request.playbook} failed for image ${request.image} (${result.signal ?? `exit ${result.code}`})`,
-        `see ansible's output ${progress ? `in ${progress.logPath}` : 'above'}; the image was not changed`);
+    log.info(`image ${request.image}: running ${request.playbook}; ansible's output follows`);
+    const $ = await zx();
+    const result = await $({ env, stdio: ['ignore', 2, 2], nothrow: true })`${buildPlaybookArgs(request.playbook)}`;
+    if (!result.ok) {
+      throw new SystemError(`playbook ${request.playbook} failed for image ${request.image} (${result.signal ?? `exit ${result.exitCode}`})`,
+        'see ansible\'s output above; the image was not changed');
     }
   } finally {
     rmSync(workDir, { recursive: true, force: true });

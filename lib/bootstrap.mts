@@ -3,19 +3,18 @@
 // published is the image store's business (image-store.mts, lifecycle.mts).
 import { existsSync, mkdirSync, mkdtempSync, realpathSync, renameSync, rmSync } from 'node:fs';
 import { JobError, SystemError } from './errors.mts';
-import { check, run } from './exec.mts';
+import { haveCommand, missingBinaryError, run, zx } from './exec.mts';
 import { claimStaging } from './gc.mts';
 import { imagePath, validateImageName } from './image.mts';
 import { listJobRecords } from './job.mts';
 import { log } from './log.mts';
-import type { PlaybookVars } from './playbook.mts';
+import type { Bootstrapper, PlaybookVars } from './playbook.mts';
 import type { Progress } from './progress.mts';
 import { bootstrapParser } from './progress-parsers.mts';
 import { createSubvolume, isBtrfs, isSubvolume } from './btrfs.mts';
 import { removeTree } from './mounts.mts';
 import type { Settings } from './settings.mts';
 
-export type Bootstrapper = 'debootstrap' | 'mmdebstrap';
 
 export interface BootstrapOptions {
   suite: string;
@@ -65,10 +64,6 @@ export function buildBootstrapArgs(options: BootstrapOptions, target: string, ea
   return argv;
 }
 
-export async function haveCommand(name: string): Promise<boolean> {
-  return (await run(['sh', '-c', 'command -v "$1"', 'sh', name])).code === 0;
-}
-
 /** Where each creation setting can come from, strongest first. */
 export interface CreateSources {
   commandLine?: Partial<BootstrapOptions>;
@@ -110,28 +105,31 @@ export function resolveCreateOptions(sources: CreateSources, suiteFallback: stri
  */
 export async function bootstrapTree(target: string, options: BootstrapOptions, label: string, progress?: Progress): Promise<void> {
   validateBootstrapOptions(options);
-  if (!(await haveCommand(options.bootstrapper))) {
-    throw new SystemError(`${options.bootstrapper} not found`, `install the Debian package ${options.bootstrapper}`);
-  }
+  if (!(await haveCommand(options.bootstrapper))) throw missingBinaryError(options.bootstrapper);
   // Both bootstrappers accept an existing empty target; mmdebstrap wants one.
   if (isBtrfs(target.slice(0, target.lastIndexOf('/')))) await createSubvolume(target);
   else if (options.bootstrapper === 'mmdebstrap') mkdirSync(target);
   const argv = buildBootstrapArgs(options, target, await haveCommand('eatmydata'));
   const what = `${options.bootstrapper} ${options.suite}${options.arch ? ` (${options.arch})` : ''}`;
-  let result;
   if (progress) {
     // The tool's own 700 lines go to the log file; the progress line says where it is.
+    // run(), not zx: the output is read as it comes.
     progress.phase(what);
     const parser = bootstrapParser();
-    result = await run(argv, { stdio: ['ignore', 'pipe', 'pipe'], onOutput: (chunk) => progress.output(chunk, parser) });
+    const result = await run(argv, { stdio: ['ignore', 'pipe', 'pipe'], onOutput: (chunk) => progress.output(chunk, parser) });
+    if (result.code !== 0 || result.signal) {
+      throw new SystemError(`${options.bootstrapper} failed for ${label} (${result.signal ?? `exit ${result.code}`})`,
+        `see its output in ${progress.logPath}; check the suite, mirror, architecture and network`);
+    }
   } else {
     log.info(`${label}: ${what}; progress follows`);
     // Progress goes to stderr: stdout is reserved for machine-readable output.
-    result = await run(argv, { stdio: ['ignore', 2, 2] });
-  }
-  if (result.code !== 0 || result.signal) {
-    throw new SystemError(`${options.bootstrapper} failed for ${label} (${result.signal ?? `exit ${result.code}`})`,
-      `see its output ${progress ? `in ${progress.logPath}` : 'above'}; check the suite, mirror, architecture and network`);
+    const $ = await zx();
+    const result = await $({ stdio: ['ignore', 2, 2], nothrow: true })`${argv}`;
+    if (!result.ok) {
+      throw new SystemError(`${options.bootstrapper} failed for ${label} (${result.signal ?? `exit ${result.exitCode}`})`,
+        'see its output above; check the suite, mirror, architecture and network');
+    }
   }
   // debootstrap copies the build host's /etc/hostname; a booted machine
   // would then call itself after the host instead of run-<job id>.
@@ -161,7 +159,8 @@ export async function convertImageToSubvolume(settings: Settings, name: string, 
     const copying = `copying image ${name} into a subvolume (reflinks, no data is duplicated)`;
     if (progress) progress.phase(copying);
     else log.info(copying);
-    await check(['cp', '-a', '--reflink=always', '--', `${target}/.`, `${workDir}/tree/`]);
+    const $ = await zx();
+    await $`cp -a --reflink=always -- ${`${target}/.`} ${`${workDir}/tree/`}`;
     renameSync(target, `${workDir}/old`);
     renameSync(`${workDir}/tree`, target);
     return 'converted';

@@ -34,14 +34,18 @@ export const stageEnv = [
 ] as const;
 
 /**
- * POSIX sh, for dash, bash and busybox ash alike. setsid gives each stage a
- * session, so a cancel reaches the stage's processes and nothing else; the
- * status is renamed into place so the host never reads half of it. The FIFO
+ * POSIX sh, for dash, bash and busybox ash alike. It first replaces its
+ * environment (nspawn's or the machine's systemd's) with the stages' own,
+ * once, so a stage costs no env(1). setsid gives each stage a session, so a
+ * cancel reaches the stage's processes and nothing else. The status is one
+ * write of a few bytes; the host takes an empty file for "not yet". The FIFO
  * is held open for writing too, so it never reports end-of-file between
  * requests.
  */
 export const agentScript = `#!/bin/sh
 # nspawn-runner stage agent (lib/stage-agent.mts): starts each stage's script.
+[ "$NSPAWN_RUNNER_AGENT" = 1 ] || exec env -i NSPAWN_RUNNER_AGENT=1 ${stageEnv.join(' ')} /bin/sh "$0" "$@"
+unset NSPAWN_RUNNER_AGENT
 io=\${1:?usage: agent IO_DIR}
 cd / || exit 1
 [ -p "$io/requests" ] || mkfifo -m 600 "$io/requests" || exit 1
@@ -49,10 +53,9 @@ exec 3<>"$io/requests" </dev/null
 while read -r token shell <&3; do
   case $token in ''|.*|*[!A-Za-z0-9_.-]*) continue ;; esac
   case $shell in ''|*[!A-Za-z0-9_./-]*) continue ;; esac
-  env -i ${stageEnv.join(' ')} setsid "$shell" "$io/$token.sh" </dev/null >>"$io/output" 2>&1 3<&- &
+  setsid "$shell" "$io/$token.sh" </dev/null >>"$io/output" 2>&1 3<&- &
   wait $!
-  echo $? >"$io/$token.status-new" 3<&-
-  mv -f "$io/$token.status-new" "$io/$token.status" 3<&-
+  echo $? >"$io/$token.status"
 done
 `;
 
