@@ -8,15 +8,15 @@
 // The agent runs a request with its output in a file and no input: right for
 // a stage, not for a person. So the script handed to it first points its
 // stdin, stdout and stderr at three FIFOs that the host made in the io
-// directory, and the host pumps them to and from its own stdio. A person at
+// directory, and the host pumps them to and from its own stdio (by polling
+// non-blocking reads: Node's and Bun's streams differ on FIFOs). A person at
 // a terminal gets the shell under script(1) inside the machine: a
 // pseudo-terminal of the machine's own devpts, the host's terminal in raw
 // mode. Images without script(1) get a shell without a terminal.
 //
 // The io directory is the job's to write, so every name in it is opened as
 // stage.mts opens them: no symlink followed, the kind of file checked.
-import { closeSync, constants as fs, lstatSync, openSync, unlinkSync } from 'node:fs';
-import { Socket } from 'node:net';
+import { closeSync, constants as fs, lstatSync, openSync, readSync, unlinkSync } from 'node:fs';
 import { SystemError } from './errors.mts';
 import { check, shellJoin } from './exec.mts';
 import { hostByName } from './host/select.mts';
@@ -131,46 +131,77 @@ export async function enterJob(settings: Settings, request: JobShellRequest): Pr
     } finally {
       closeSync(scriptFd);
     }
-    // Opened before the shell opens them for writing: a reader that has seen
-    // no writer yet gets no end-of-file from poll (fifo(7), pipe_poll).
+    // Opened before the shell opens them for writing, so its opens never wait
+    // for us; openChecked adds O_NONBLOCK, so reading them never blocks.
     const outFd = openChecked(paths.out, fs.O_RDONLY, (stats) => stats.isFIFO());
     const errFd = openChecked(paths.err, fs.O_RDONLY, (stats) => stats.isFIFO());
     if (!sendRequest(ioDir, `${token} /bin/sh\n`)) throw new SystemError(`the stage agent of job ${request.jobId} does not read its requests`);
     log.info(`job ${request.jobId}: ${request.command.length ? 'running the command' : 'a shell'} in machine ${record.machine} ` +
       `(kept until ${record.keptUntil}); "nspawn-runner cleanup --id ${request.jobId}" removes the machine`);
     const agentAlive = () => isLive(agent.pid, agent.startTime);
-    const finished = () => readStatus(statusPath) !== undefined || !agentAlive();
-    const inFd = await openInput(paths.in, finished);
-
+    // Interrupted while the session waits for the agent: give up, and the
+    // finally below removes the script, so the queued request fails at once.
+    let interrupted: NodeJS.Signals | undefined;
+    let inFd: number | undefined;
     const forward = (name: NodeJS.Signals) => {
-      for (const pid of stageProcesses(agent, token)) signal(pid, name);
+      if (inFd === undefined) interrupted = name;
+      else for (const pid of stageProcesses(agent, token)) signal(pid, name);
     };
     for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
       process.on(name, forward);
       restore.push(() => process.off(name, forward));
     }
-    const drained = [outFd, errFd].map((fd, index) => new Promise<void>((resolve) => {
-      const socket = new Socket({ fd, readable: true, writable: false });
-      socket.on('data', (chunk: Buffer) => writeAll(index + 1, chunk));
-      socket.on('end', resolve).on('error', () => resolve()).on('close', () => resolve());
-    }));
+    const finished = () => readStatus(statusPath) !== undefined || !agentAlive();
+    inFd = await openInput(paths.in, () => finished() || interrupted !== undefined);
+    if (interrupted) throw new SystemError(`interrupted by ${interrupted} before the session started`);
     if (inFd !== undefined) {
-      const input = new Socket({ fd: inFd, readable: false, writable: true });
-      input.on('error', () => undefined); // EPIPE once the shell is gone
+      const input = inFd;
+      let open = true;
+      const close = () => {
+        if (open) closeSync(input);
+        open = false;
+      };
       // Raw: keys go to the machine's pseudo-terminal, which echoes and edits lines itself.
       if (pty && process.stdin.isTTY) {
         process.stdin.setRawMode(true);
         restore.push(() => process.stdin.setRawMode(false));
       }
-      process.stdin.on('data', (chunk) => input.write(chunk));
-      process.stdin.on('end', () => input.end());
+      // writeAll waits out a full FIFO and stops at EPIPE, once the shell is gone.
+      process.stdin.on('data', (chunk: Buffer) => open && writeAll(input, chunk));
+      process.stdin.on('end', close);
       restore.push(() => {
         process.stdin.pause();
-        input.destroy();
+        close();
       });
     }
-    await Promise.all(drained);
-    for (let delay = 5; !finished(); delay = Math.min(delay * 2, 100)) await sleep(delay);
+    // The FIFOs are read by polling, on Node and Bun alike: a non-blocking
+    // read says EAGAIN while a FIFO is empty. Its end-of-file is not waited
+    // for: the session is over when the shell has exited (its status is
+    // written), and a process it left in the background may keep the FIFOs
+    // open, as with a stage.
+    const outputs = [[outFd, 1], [errFd, 2]] as const;
+    restore.push(() => outputs.forEach(([fd]) => closeSync(fd)));
+    const chunk = Buffer.allocUnsafe(64 * 1024);
+    const pump = (): boolean => {
+      let moved = false;
+      for (const [fd, target] of outputs) {
+        for (;;) {
+          let count: number;
+          try {
+            count = readSync(fd, chunk, 0, chunk.length, null);
+          } catch (error) {
+            if ((error as NodeJS.ErrnoException).code === 'EAGAIN') break;
+            throw error;
+          }
+          if (count <= 0) break;
+          writeAll(target, chunk.subarray(0, count));
+          moved = true;
+        }
+      }
+      return moved;
+    };
+    for (let delay = 5; !finished(); delay = pump() ? 5 : Math.min(delay * 2, 50)) await sleep(delay);
+    pump();
     const code = readStatus(statusPath);
     if (code === undefined) throw new SystemError(`the stage agent of job ${request.jobId} ended during the session`);
     return code;

@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // doctor: checks the host and this installation, and says for each finding
 // what it means for jobs and how to fix it.
 import { realpathSync } from 'node:fs';

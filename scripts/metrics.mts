@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // metrics: Prometheus text exposition of the runner's jobs, stage durations,
 // images and gc removals, for node_exporter's textfile collector (contrib/).
 import { renameSync, writeFileSync } from 'node:fs';
