@@ -8,9 +8,11 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { SystemError } from './errors.mts';
-import { shellJoin, zx } from './exec.mts';
+import { run, shellJoin, zx } from './exec.mts';
 import { log } from './log.mts';
 import { imageNspawnFlags } from './nspawn.mts';
+import type { Progress } from './progress.mts';
+import { ansibleParser, countListedTasks } from './progress-parsers.mts';
 
 export interface PlaybookRun {
   /** Absolute path of the playbook. */
@@ -19,6 +21,10 @@ export interface PlaybookRun {
   tree: string;
   image: string;
   personality?: string;
+  /** Where the output goes: a progress line and its log file, else stderr. */
+  progress?: Progress;
+  /** Count the tasks first (ansible-playbook --list-tasks), for "task i/n" on a live line. */
+  countTasks?: boolean;
 }
 
 /** The chroot connection calls `WRAPPER TREE COMMAND...`: run COMMAND in a container of TREE. */
@@ -77,9 +83,23 @@ export async function runPlaybook(request: PlaybookRun): Promise<void> {
     chmodSync(wrapper, 0o755);
     writeFileSync(`${workDir}/inventory.json`, `${JSON.stringify(buildInventory(request, wrapper), null, 1)}\n`);
     writeFileSync(`${workDir}/ansible.cfg`, buildAnsibleConfig(workDir));
+    const env = { ...process.env, ANSIBLE_CONFIG: `${workDir}/ansible.cfg` };
+    const { progress } = request;
+    if (progress) {
+      progress.phase(`playbook ${request.playbook}`);
+      // A second start of ansible (about a second), only worth it for the live line's "task i/n".
+      const listed = request.countTasks ? await run(['ansible-playbook', '--list-tasks', '--', request.playbook], { env }) : undefined;
+      const parser = ansibleParser(listed?.code === 0 ? countListedTasks(listed.stdout) : undefined);
+      // run(), not zx: the output is read as it comes, into the progress line and its log file.
+      const result = await run(buildPlaybookArgs(request.playbook), { env, stdio: ['ignore', 'pipe', 'pipe'], onOutput: (chunk) => progress.output(chunk, parser) });
+      if (result.code !== 0 || result.signal) {
+        throw new SystemError(`playbook ${request.playbook} failed for image ${request.image} (${result.signal ?? `exit ${result.code}`})`,
+          `see ansible's output in ${progress.logPath}; the image was not changed`);
+      }
+      return;
+    }
     log.info(`image ${request.image}: running ${request.playbook}; ansible's output follows`);
     const $ = await zx();
-    const env = { ...process.env, ANSIBLE_CONFIG: `${workDir}/ansible.cfg` };
     const result = await $({ env, stdio: ['ignore', 2, 2], nothrow: true })`${buildPlaybookArgs(request.playbook)}`;
     if (!result.ok) {
       throw new SystemError(`playbook ${request.playbook} failed for image ${request.image} (${result.signal ?? `exit ${result.exitCode}`})`,

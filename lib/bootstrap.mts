@@ -3,12 +3,14 @@
 // published is the image store's business (image-store.mts, lifecycle.mts).
 import { existsSync, mkdirSync, mkdtempSync, realpathSync, renameSync, rmSync } from 'node:fs';
 import { JobError, SystemError } from './errors.mts';
-import { haveCommand, missingBinaryError, zx } from './exec.mts';
+import { haveCommand, missingBinaryError, run, zx } from './exec.mts';
 import { claimStaging } from './gc.mts';
 import { imagePath, validateImageName } from './image.mts';
 import { listJobRecords } from './job.mts';
 import { log } from './log.mts';
 import type { Bootstrapper, PlaybookVars } from './playbook.mts';
+import type { Progress } from './progress.mts';
+import { bootstrapParser } from './progress-parsers.mts';
 import { createSubvolume, isBtrfs, isSubvolume } from './btrfs.mts';
 import { removeTree } from './mounts.mts';
 import type { Settings } from './settings.mts';
@@ -101,20 +103,33 @@ export function resolveCreateOptions(sources: CreateSources, suiteFallback: stri
  * removes it when this throws. On btrfs the tree is a subvolume, so jobs can
  * run on snapshots of it.
  */
-export async function bootstrapTree(target: string, options: BootstrapOptions, label: string): Promise<void> {
+export async function bootstrapTree(target: string, options: BootstrapOptions, label: string, progress?: Progress): Promise<void> {
   validateBootstrapOptions(options);
   if (!(await haveCommand(options.bootstrapper))) throw missingBinaryError(options.bootstrapper);
   // Both bootstrappers accept an existing empty target; mmdebstrap wants one.
   if (isBtrfs(target.slice(0, target.lastIndexOf('/')))) await createSubvolume(target);
   else if (options.bootstrapper === 'mmdebstrap') mkdirSync(target);
   const argv = buildBootstrapArgs(options, target, await haveCommand('eatmydata'));
-  log.info(`${label}: ${options.bootstrapper} ${options.suite}${options.arch ? ` (${options.arch})` : ''}; progress follows`);
-  // Progress goes to stderr: stdout is reserved for machine-readable output.
-  const $ = await zx();
-  const result = await $({ stdio: ['ignore', 2, 2], nothrow: true })`${argv}`;
-  if (!result.ok) {
-    throw new SystemError(`${options.bootstrapper} failed for ${label} (${result.signal ?? `exit ${result.exitCode}`})`,
-      'see its output above; check the suite, mirror, architecture and network');
+  const what = `${options.bootstrapper} ${options.suite}${options.arch ? ` (${options.arch})` : ''}`;
+  if (progress) {
+    // The tool's own 700 lines go to the log file; the progress line says where it is.
+    // run(), not zx: the output is read as it comes.
+    progress.phase(what);
+    const parser = bootstrapParser();
+    const result = await run(argv, { stdio: ['ignore', 'pipe', 'pipe'], onOutput: (chunk) => progress.output(chunk, parser) });
+    if (result.code !== 0 || result.signal) {
+      throw new SystemError(`${options.bootstrapper} failed for ${label} (${result.signal ?? `exit ${result.code}`})`,
+        `see its output in ${progress.logPath}; check the suite, mirror, architecture and network`);
+    }
+  } else {
+    log.info(`${label}: ${what}; progress follows`);
+    // Progress goes to stderr: stdout is reserved for machine-readable output.
+    const $ = await zx();
+    const result = await $({ stdio: ['ignore', 2, 2], nothrow: true })`${argv}`;
+    if (!result.ok) {
+      throw new SystemError(`${options.bootstrapper} failed for ${label} (${result.signal ?? `exit ${result.exitCode}`})`,
+        'see its output above; check the suite, mirror, architecture and network');
+    }
   }
   // debootstrap copies the build host's /etc/hostname; a booted machine
   // would then call itself after the host instead of run-<job id>.
@@ -126,7 +141,7 @@ export async function bootstrapTree(target: string, options: BootstrapOptions, l
  * snapshots instead of overlays. The copy is made with reflinks (no data is
  * duplicated) beside the image and swapped in with two renames.
  */
-export async function convertImageToSubvolume(settings: Settings, name: string): Promise<'converted' | 'already'> {
+export async function convertImageToSubvolume(settings: Settings, name: string, progress?: Progress): Promise<'converted' | 'already'> {
   const target = imagePath(settings, validateImageName(name));
   if (!existsSync(target)) throw new JobError(`image "${name}" not found at ${target}`);
   if (isSubvolume(target)) return 'already';
@@ -141,7 +156,9 @@ export async function convertImageToSubvolume(settings: Settings, name: string):
   claimStaging(workDir);
   try {
     await createSubvolume(`${workDir}/tree`);
-    log.info(`copying image ${name} into a subvolume (reflinks, no data is duplicated)`);
+    const copying = `copying image ${name} into a subvolume (reflinks, no data is duplicated)`;
+    if (progress) progress.phase(copying);
+    else log.info(copying);
     const $ = await zx();
     await $`cp -a --reflink=always -- ${`${target}/.`} ${`${workDir}/tree/`}`;
     renameSync(target, `${workDir}/old`);

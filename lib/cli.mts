@@ -20,6 +20,11 @@ export interface CommandSpec {
   repeatable?: string[];
   /** Most commands create machines or images: they need root. */
   needsRoot?: boolean;
+  /**
+   * A bad configuration does not stop the command: each problem is passed to
+   * the action and the bad key keeps its default (doctor reports them).
+   */
+  lenientConfig?: boolean;
 }
 
 export type ParsedArgs = minimist.ParsedArgs;
@@ -72,7 +77,7 @@ export function parseArgs(spec: CommandSpec, argv: string[]): ParsedArgs {
  */
 export async function main(
   spec: CommandSpec,
-  action: (args: ParsedArgs, settings: Readonly<Settings>) => Promise<number | void>,
+  action: (args: ParsedArgs, settings: Readonly<Settings>, configProblems: SystemError[]) => Promise<number | void>,
 ): Promise<never> {
   let code: number;
   try {
@@ -86,8 +91,10 @@ export async function main(
     if (spec.needsRoot && process.getuid?.() !== 0) {
       throw new SystemError(`${spec.name} must run as root`, 'run it from gitlab-runner as root, or with sudo');
     }
-    const settings = await loadSettings({ root: args.root, config: args.config, backend: args.backend, host: args.host });
-    code = (await action(args, settings)) ?? 0;
+    const problems: SystemError[] = [];
+    const settings = await loadSettings({ root: args.root, config: args.config, backend: args.backend, host: args.host },
+      process.env, spec.lenientConfig ? (problem) => problems.push(problem) : undefined);
+    code = (await action(args, settings, problems)) ?? 0;
   } catch (error) {
     code = reportError(error);
   }

@@ -15,6 +15,13 @@ export const knownStages = [
   'upload_artifacts_on_success', 'upload_artifacts_on_failure', 'cleanup_file_variables',
 ] as const;
 
+/**
+ * The stage gitlab-runner runs last in every job, whatever happened before
+ * (common/build.go, removeFileBasedVariables): the last whose output reaches
+ * the job log, since cleanup_exec's goes only to the runner's log.
+ */
+export const lastStage = 'cleanup_file_variables';
+
 function exitCodeFrom(value: string | undefined, fallback: number): number {
   const code = Number(value);
   return Number.isInteger(code) && code > 0 && code < 256 ? code : fallback;

@@ -54,6 +54,8 @@ export interface RunOptions {
   stdio?: StdioOptions;
   /** Text fed to the child's stdin. */
   input?: string;
+  /** Receives stdout and stderr as they come, instead of collecting them (progress.mts). */
+  onOutput?: (chunk: string) => void;
 }
 
 export interface RunResult {
@@ -75,8 +77,9 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
     const child = spawn(argv[0]!, argv.slice(1), spawnOptions);
     let stdout = '';
     let stderr = '';
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const onOutput = options.onOutput;
+    child.stdout?.setEncoding('utf8').on('data', onOutput ?? ((chunk: string) => (stdout += chunk)));
+    child.stderr?.setEncoding('utf8').on('data', onOutput ?? ((chunk: string) => (stderr += chunk)));
     if (options.input !== undefined) child.stdin?.end(options.input);
     child.on('error', (error: NodeJS.ErrnoException) =>
       reject(error.code === 'ENOENT' ? missingBinaryError(argv[0]!) : error));

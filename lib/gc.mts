@@ -9,19 +9,23 @@ import { imagesDir, isImageName } from './image.mts';
 import { jobDir, listJobRecords, readJobRecord, unknownOwner, type JobRecord } from './job.mts';
 import { log } from './log.mts';
 import { cleanupJob } from './machine.mts';
+import { recordEvent } from './metrics/events.mts';
 import { removeTree } from './mounts.mts';
 import { escapeColons } from './nspawn.mts';
 import { isRunning, startTimeOf } from './proc.mts';
 import { jobsDir, type Settings } from './settings.mts';
 
-export type JobHealth = 'preparing' | 'running' | 'orphaned';
+export type JobHealth = 'preparing' | 'running' | 'kept' | 'orphaned';
 
-export async function jobHealth(record: JobRecord): Promise<JobHealth> {
+export async function jobHealth(record: JobRecord, now = Date.now()): Promise<JobHealth> {
   if (record.state === 'preparing') {
     return isRunning(record.preparerPid, record.preparerStartTime) ? 'preparing' : 'orphaned';
   }
+  // A kept failed job lives until its time is up, whatever its owner does (keep-failed.mts).
+  if (record.keptUntil && Date.parse(record.keptUntil) <= now) return 'orphaned';
   const host = await hostByName(record.host);
   if (!(await host.leaderOf(record))) return 'orphaned';
+  if (record.keptUntil) return 'kept';
   // An owner that cannot be known is not a dead one: such a job lives while its machine runs.
   if (record.ownerPid === unknownOwner) return 'running';
   return isRunning(record.ownerPid, record.ownerStartTime) ? 'running' : 'orphaned';
@@ -70,10 +74,11 @@ export async function sweepOrphanedJobs(settings: Settings): Promise<string[]> {
       ? (await jobHealth(record)) === 'orphaned'
       : Date.now() - statSync(jobDir(settings, id), { throwIfNoEntry: false })!.mtimeMs > unrecordedGraceMs;
     if (!orphaned) continue;
-    log.info(`job ${id}: no live owner, cleaning it up`);
+    log.info(record?.keptUntil ? `job ${id}: kept until ${record.keptUntil}, which has passed: removing it` : `job ${id}: no live owner, cleaning it up`);
     await cleanupJob(settings, id);
     cleaned.push(id);
   }
+  if (cleaned.length) recordEvent(settings.root, 'gc_removed_jobs', cleaned.length);
   return cleaned;
 }
 
@@ -104,6 +109,8 @@ export async function collectGarbage(settings: Settings): Promise<GcReport> {
   // uid-shifted copies (private_users) of image trees that are gone.
   const { removeShiftedTrees } = await import('./storage/shifted.mts');
   const shifted = await removeShiftedTrees(settings, (source) => !existsSync(source));
+  const counts = { stray_machines: stray.machines.length, staging: staging.length, versions: versions.length, shifted: shifted.length } as const;
+  for (const [kind, count] of Object.entries(counts)) if (count) recordEvent(settings.root, `gc_removed_${kind as keyof typeof counts}`, count);
   return { jobs, strayMachines: stray.machines, staging, versions, shifted };
 }
 

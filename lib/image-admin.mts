@@ -1,5 +1,5 @@
 // An admin's hands on an image: chroot-login and chroot-remove.
-import { renameSync } from 'node:fs';
+import { renameSync, rmSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import { SystemError } from './errors.mts';
 import { zx } from './exec.mts';
@@ -39,7 +39,7 @@ export async function loginImage(settings: Settings, name: string, command: stri
     if (jobs.length) log.info(`${jobs.length} job(s) running on image ${name} (${jobs.map((job) => job.jobId).join(', ')}) keep the version they started with`);
     if (layout === 'plain') migratePlainImage(settings, name);
     log.info(`image ${name}: making a new version from ${currentTree(settings, name)}`);
-    const version = await makeVersion(settings, name, { cloneFrom: currentTree(settings, name) });
+    const version = await makeVersion(settings, name, { cloneFrom: currentTree(settings, name), purpose: 'login' });
     const tree = `${imageStoreDir(settings, name)}/${version}`;
     const interactive = command.length === 0 && isatty(0) && isatty(1);
     log.info(`image ${name}: ${command.length ? 'running the command' : 'shell'} in a new version; it goes into service when ${command.length ? 'the command' : 'the shell'} exits with status 0 (\`exit 1\` discards it)`);
@@ -97,6 +97,8 @@ export async function removeImage(settings: Settings, name: string, force: boole
     }
     await removeUnusedVersions(settings, name);
     const kept = listVersions(settings, name);
+    // Its logs go with the image; while versions stay for running jobs, so do they.
+    if (!kept.length) rmSync(`${imageStoreDir(settings, name)}/logs`, { recursive: true, force: true });
     log.info(`image ${name} removed${kept.length ? `; versions ${kept.join(', ')} go when jobs ${jobs.map((job) => job.jobId).join(', ')} end` : ''}`);
     const playbook = findPlaybook(settings, name);
     if (playbook) log.warn(`playbook ${playbook} still exists: chroot-maintenance will create image ${name} again (remove the playbook to retire the image)`);

@@ -130,13 +130,16 @@ export function listVersions(settings: Settings, name: string): string[] {
 /**
  * Releases the lock and removes the image's store when nothing is left in
  * it: no version, and nothing worth remembering (a removed image, or a lock
- * taken for an image that turned out to be plain or missing).
+ * taken for an image that turned out to be plain or missing). The logs of a
+ * removed image go with it; those of a creation that failed stay, so the
+ * path its error named still leads to them (progress.mts).
  */
 export function releaseImage(settings: Settings, name: string, lock: Lock): void {
   const store = imageStoreDir(settings, name);
-  const empty = listVersions(settings, name).length === 0 &&
-    (layoutOf(settings, name) === 'missing' || !existsSync(`${store}/image.json`));
+  const hadMeta = existsSync(`${store}/image.json`);
+  const empty = listVersions(settings, name).length === 0 && (layoutOf(settings, name) === 'missing' || !hadMeta);
   if (empty) rmSync(`${store}/image.json`, { force: true });
+  if (empty && hadMeta) rmSync(`${store}/logs`, { recursive: true, force: true });
   lock.release();
   if (!empty) return;
   try {

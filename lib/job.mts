@@ -53,6 +53,8 @@ export interface JobRecord {
   leaderStartTime?: string;
   /** systemd host: the transient unit running systemd-nspawn. */
   unit?: string;
+  /** keep_failed: the job failed and its machine stays until then (keep-failed.mts). */
+  keptUntil?: string;
 }
 
 /**
@@ -118,6 +120,7 @@ export function parseJobRecord(value: unknown): JobRecord {
   if (!backendNames.includes(record.backend as string)) throw new Error(`unknown backend ${JSON.stringify(record.backend)}`);
   if (!hostNames.includes(record.host as string)) throw new Error(`unknown host mode ${JSON.stringify(record.host)}`);
   if (record.state !== 'preparing' && record.state !== 'running') throw new Error(`unknown state ${JSON.stringify(record.state)}`);
+  if (record.keptUntil !== undefined && Number.isNaN(Date.parse(record.keptUntil as string))) throw new Error('keptUntil is not a time');
   for (const key of ['preparerPid', 'ownerPid', 'nspawnPid', 'leaderPid']) {
     const pid = record[key];
     const optional = key === 'nspawnPid' || key === 'leaderPid';

@@ -16,9 +16,23 @@ export function isLogging(level: LogLevel): boolean {
   return ranks[level] <= threshold;
 }
 
+/** A live progress line on the terminal (progress.mts): cleared for a message, drawn again after it. */
+export interface LiveLine {
+  clear(): void;
+  redraw(): void;
+}
+
+let liveLine: LiveLine | undefined;
+
+export function setLiveLine(line: LiveLine | undefined): void {
+  liveLine = line;
+}
+
 function emit(level: LogLevel, prefix: string, message: string): void {
   if (ranks[level] > threshold) return;
+  liveLine?.clear();
   writeAll(2, `${prefix}${message}\n`);
+  liveLine?.redraw();
 }
 
 export const log = {

@@ -2,7 +2,7 @@
 // stage, cleanup removes every trace of it. Storage and host mode are chosen
 // here, once, and recorded so later stages use the same ones.
 import { accessSync, closeSync, constants, existsSync, fstatSync, mkdirSync, openSync } from 'node:fs';
-import { reportBuildExitCode } from './contract.mts';
+import { lastStage, reportBuildExitCode } from './contract.mts';
 import { ScriptFailed, SystemError } from './errors.mts';
 import { chooseHostName, hostByName, stopMachinesWhere } from './host/select.mts';
 import { bootArguments, bootBinds, createBootFiles } from './host/systemd-boot.mts';
@@ -12,6 +12,7 @@ import {
   claimJobDir, jobDir, machineName, readJobRecord, removeJobDir, requireJobRecord, writeJobRecord,
   type BackendName, type JobRecord,
 } from './job.mts';
+import { noteFailedStage } from './keep-failed.mts';
 import { log } from './log.mts';
 import { isLive, owningAncestorOf, sleep, startTimeOf } from './proc.mts';
 import { buildNspawnArgs, namesPath, privilegedEnv, systemdVersion, type Bind } from './nspawn.mts';
@@ -167,7 +168,18 @@ export async function runStage(settings: Settings, request: StageRequest): Promi
     throw new ScriptFailed(1, `stage ${request.stage} ended with the machine's stage agent (a reboot or a kill inside the machine)`);
   }
   reportBuildExitCode(outcome.code);
-  if (outcome.code !== 0) throw new ScriptFailed(outcome.code, `stage ${request.stage} failed with exit code ${outcome.code}`);
+  if (request.stage === lastStage) await reportResources(record, await host.leaderOf(record));
+  if (outcome.code !== 0) {
+    noteFailedStage(settings, request.jobId, request.stage, outcome.code);
+    throw new ScriptFailed(outcome.code, `stage ${request.stage} failed with exit code ${outcome.code}`);
+  }
+}
+
+/** The job log's last line: what the machine used (resources.mts, loaded only for this stage). */
+async function reportResources(record: JobRecord, leader: number | undefined): Promise<void> {
+  if (!leader) return;
+  const { formatResourceLine, measureJob } = await import('./resources.mts');
+  log.info(formatResourceLine(measureJob(record, leader)));
 }
 
 /**

@@ -15,6 +15,7 @@ import { log } from './log.mts';
 import { removeTree } from './mounts.mts';
 import { imagePersonality } from './personality.mts';
 import { findPlaybook, listPlaybookNames, readPlaybook, type Playbook } from './playbook.mts';
+import { startProgress, type Progress } from './progress.mts';
 import type { Settings } from './settings.mts';
 
 export interface VersionPlan {
@@ -23,6 +24,19 @@ export interface VersionPlan {
   /** ... or from a copy of this tree (the current version). */
   cloneFrom?: string;
   playbook?: Playbook;
+  /** What the change is, in the name of its log file: create, recreate, update, login, convert. */
+  purpose?: string;
+}
+
+/** Progress of work on image NAME: a live line on a terminal, its tools' output in .images/NAME/logs/. */
+export function imageProgress(settings: Settings, name: string, what: string): Progress {
+  return startProgress({
+    label: `image ${name}`,
+    logDir: `${imageStoreDir(settings, name)}/logs`,
+    what,
+    live: Boolean(process.stderr.isTTY),
+    columns: process.stderr.columns,
+  });
 }
 
 /**
@@ -32,6 +46,7 @@ export interface VersionPlan {
 export async function makeVersion(settings: Settings, name: string, plan: VersionPlan): Promise<string> {
   const version = newVersionName();
   const tree = `${imageStoreDir(settings, name)}/${version}`;
+  const progress = imageProgress(settings, name, plan.purpose ?? (plan.bootstrap ? 'create' : 'update'));
   // A signal reaches our children too (same process group, same cgroup):
   // they stop, and we only have to remove what they left.
   let interrupted: NodeJS.Signals | undefined;
@@ -41,15 +56,21 @@ export async function makeVersion(settings: Settings, name: string, plan: Versio
   };
   process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
   try {
-    if (plan.bootstrap) await bootstrapTree(tree, plan.bootstrap, `image ${name}`);
-    else await cloneTree(plan.cloneFrom!, tree);
+    if (plan.bootstrap) {
+      await bootstrapTree(tree, plan.bootstrap, `image ${name}`, progress);
+    } else {
+      progress.phase(`copying ${plan.cloneFrom}`);
+      await cloneTree(plan.cloneFrom!, tree);
+    }
     if (interrupted) throw new SystemError(`interrupted by ${interrupted}`);
     if (plan.playbook) {
-      await runPlaybookOn(tree, name, plan.playbook);
+      await runPlaybookOn(tree, name, plan.playbook, progress);
       if (interrupted) throw new SystemError(`interrupted by ${interrupted}`);
     }
+    progress.done(`version ${version} made`);
     return version;
   } catch (error) {
+    progress.fail();
     await removeTree(tree);
     throw error;
   } finally {
@@ -57,9 +78,9 @@ export async function makeVersion(settings: Settings, name: string, plan: Versio
   }
 }
 
-async function runPlaybookOn(tree: string, name: string, playbook: Playbook): Promise<void> {
+async function runPlaybookOn(tree: string, name: string, playbook: Playbook, progress: Progress): Promise<void> {
   const { runPlaybook } = await import('./ansible.mts');
-  await runPlaybook({ playbook: playbook.path, tree, image: name, personality: imagePersonality(tree) });
+  await runPlaybook({ playbook: playbook.path, tree, image: name, personality: imagePersonality(tree), progress, countTasks: Boolean(process.stderr.isTTY) });
 }
 
 /** The image's playbook, read and checked, or undefined when it has none. Warnings are logged. */
@@ -124,6 +145,7 @@ export async function maintainImage(settings: Settings, name: string): Promise<v
     if (layout === 'missing' || playbook.vars.recreate) {
       const { created } = readImageMeta(settings, name);
       plan.bootstrap = resolveCreateOptions({ playbook: playbook.vars, recorded: created }, undefined);
+      plan.purpose = layout === 'missing' ? 'create' : 'recreate';
       log.info(`image ${name}: ${layout === 'missing' ? 'missing: creating it' : 'recreating it (nspawn_runner_maint_recreate)'}`);
     } else {
       if (layout === 'plain') migratePlainImage(settings, name);
@@ -182,12 +204,22 @@ export async function convertImage(settings: Settings, name: string): Promise<'c
   try {
     const layout = layoutOf(settings, name);
     if (layout === 'missing') throw new SystemError(`image "${name}" not found at ${imagePath(settings, name)}`);
-    if (layout === 'plain') return await convertImageToSubvolume(settings, name);
+    if (layout === 'plain') {
+      const progress = imageProgress(settings, name, 'convert');
+      try {
+        const outcome = await convertImageToSubvolume(settings, name, progress);
+        progress.done(outcome === 'already' ? 'a subvolume already' : 'converted');
+        return outcome;
+      } catch (error) {
+        progress.fail();
+        throw error;
+      }
+    }
     const tree = currentTree(settings, name);
     if (isSubvolume(tree)) return 'already';
     if (!isBtrfs(settings.root)) throw new SystemError(`${settings.root} is not on btrfs: there is nothing to convert to`);
     // A copy made in the store is a subvolume (cloneTree): publish it like any update.
-    publishVersion(settings, name, await makeVersion(settings, name, { cloneFrom: tree }));
+    publishVersion(settings, name, await makeVersion(settings, name, { cloneFrom: tree, purpose: 'convert' }));
     await removeUnusedVersions(settings, name);
     return 'converted';
   } finally {

@@ -45,6 +45,8 @@ export interface Settings {
   keepBuilds: boolean;
   /** Jobs get every capability, no seccomp filter and every device, like Docker's privileged (see README). */
   privileged: boolean;
+  /** How long the machine of a job whose build failed is kept for debugging (keep-failed.mts); 0 keeps none. */
+  keepFailedSeconds: number;
 }
 
 export interface SettingsOverrides {
@@ -70,6 +72,7 @@ const defaults: Settings = {
   runnerBinary: 'auto',
   keepBuilds: false,
   privileged: false,
+  keepFailedSeconds: 0,
 };
 
 export const configFileName = 'nspawn-runner.conf';
@@ -77,13 +80,25 @@ export const configFileName = 'nspawn-runner.conf';
 export const backendChoices = ['auto', 'btrfs', 'overlay', 'tmpfs'] as const satisfies readonly BackendChoice[];
 export const hostChoices = ['auto', 'systemd', 'direct'] as const satisfies readonly HostChoice[];
 
+/** The configuration file in use: --config, $NSPAWN_RUNNER_CONFIG, or the one in the config directory. */
+export function configFilePath(overrides: SettingsOverrides = {}, env: NodeJS.ProcessEnv = process.env): string {
+  return overrides.config || env.NSPAWN_RUNNER_CONFIG || `${env.NSPAWN_RUNNER_CONFIG_DIR || defaults.configDir}/${configFileName}`;
+}
+
+/**
+ * Receives what is wrong with the configuration instead of a throw: the bad
+ * key keeps its default and loading goes on (doctor reports every problem).
+ */
+export type ConfigProblemHandler = (problem: SystemError) => void;
+
 export async function loadSettings(
   overrides: SettingsOverrides = {},
   env: NodeJS.ProcessEnv = process.env,
+  onProblem?: ConfigProblemHandler,
 ): Promise<Readonly<Settings>> {
   const configDir = env.NSPAWN_RUNNER_CONFIG_DIR || defaults.configDir;
-  const configFile = overrides.config || env.NSPAWN_RUNNER_CONFIG || `${configDir}/${configFileName}`;
-  const fromFile = await readConfigFile(configFile, Boolean(overrides.config || env.NSPAWN_RUNNER_CONFIG));
+  const configFile = configFilePath(overrides, env);
+  const fromFile = await readConfigFile(configFile, Boolean(overrides.config || env.NSPAWN_RUNNER_CONFIG), onProblem);
   const settings: Settings = {
     ...defaults,
     ...fromFile,
@@ -93,49 +108,93 @@ export async function loadSettings(
   settings.root = overrides.root || env.NSPAWN_RUNNER_ROOT || settings.root;
   const origin = (flag: string | undefined, variable: string) =>
     (flag ? 'command line' : env[variable] ? variable : configFile);
-  settings.backend = parseChoice(overrides.backend || env.NSPAWN_RUNNER_BACKEND || settings.backend, backendChoices, 'backend',
-    origin(overrides.backend, 'NSPAWN_RUNNER_BACKEND'));
-  settings.host = parseChoice(overrides.host || env.NSPAWN_RUNNER_HOST || settings.host, hostChoices, 'host',
-    origin(overrides.host, 'NSPAWN_RUNNER_HOST'));
+  const attempt = (step: () => void): void => {
+    try {
+      step();
+    } catch (error) {
+      if (!onProblem || !(error instanceof SystemError)) throw error;
+      onProblem(error);
+    }
+  };
+  attempt(() => {
+    settings.backend = parseChoice(overrides.backend || env.NSPAWN_RUNNER_BACKEND || settings.backend, backendChoices, 'backend',
+      origin(overrides.backend, 'NSPAWN_RUNNER_BACKEND'));
+  });
+  attempt(() => {
+    settings.host = parseChoice(overrides.host || env.NSPAWN_RUNNER_HOST || settings.host, hostChoices, 'host',
+      origin(overrides.host, 'NSPAWN_RUNNER_HOST'));
+  });
   settings.defaultImage = overrides.defaultImage || settings.defaultImage;
   if (!settings.root.startsWith('/')) throw new SystemError(`state directory must be an absolute path: ${settings.root}`);
   return Object.freeze(settings);
 }
 
 /** The config file is optional; yaml is loaded only when there is one, to keep stages fast. */
-async function readConfigFile(path: string, required: boolean): Promise<Partial<Settings>> {
+async function readConfigFile(path: string, required: boolean, onProblem?: ConfigProblemHandler): Promise<Partial<Settings>> {
   if (!existsSync(path)) {
     if (required) throw new SystemError(`config file ${path} not found`);
     return {};
   }
   const { readYamlFile } = await import('./yaml-file.mts');
-  return parseConfigDocument(readYamlFile(path), path);
+  let data: unknown;
+  try {
+    data = readYamlFile(path);
+  } catch (error) {
+    if (!onProblem || !(error instanceof SystemError)) throw error;
+    onProblem(error);
+    return {};
+  }
+  return parseConfigDocument(data, path, onProblem);
 }
 
-/** Narrows a parsed config document; every error names the file and the key. */
-export function parseConfigDocument(data: unknown, file: string): Partial<Settings> {
+/**
+ * Narrows a parsed config document; every error names the file and the key.
+ * With onProblem, a bad key is reported there and left out instead.
+ */
+export function parseConfigDocument(data: unknown, file: string, onProblem?: ConfigProblemHandler): Partial<Settings> {
   if (data === null || data === undefined) return {};
   const doc = asRecord(data, file, '(top level)');
   const result: Partial<Settings> = {};
   for (const [key, value] of Object.entries(doc)) {
-    switch (key) {
-      case 'root': result.root = asString(value, file, key); break;
-      case 'backend': result.backend = parseChoice(asString(value, file, key), backendChoices, key, file); break;
-      case 'host': result.host = parseChoice(asString(value, file, key), hostChoices, key, file); break;
-      case 'default_image': result.defaultImage = asString(value, file, key); break;
-      case 'tmpfs_size': result.tmpfsSize = asSize(value, file, key); break;
-      case 'ready_timeout': result.readyTimeoutSeconds = asNumber(value, file, key); break;
-      case 'limits': result.limits = parseLimits(value, file); break;
-      case 'network': result.network = parseNetwork(asString(value, file, key), file); break;
-      case 'private_users': result.privateUsers = asBoolean(value, file, key); break;
-      case 'allowed_images': result.allowedImages = asStringList(value, file, key); break;
-      case 'gitlab_runner': result.runnerBinary = asRunnerBinary(value, file, key); break;
-      case 'keep_builds': result.keepBuilds = asBoolean(value, file, key); break;
-      case 'privileged': result.privileged = asBoolean(value, file, key); break;
-      default: throw new SystemError(`${file}: unknown key "${key}"`, 'see README.md, "Configuration"');
+    try {
+      parseConfigKey(result, key, value, file);
+    } catch (error) {
+      if (!onProblem || !(error instanceof SystemError)) throw error;
+      onProblem(error);
     }
   }
   return result;
+}
+
+function parseConfigKey(result: Partial<Settings>, key: string, value: unknown, file: string): void {
+  switch (key) {
+    case 'root': result.root = asString(value, file, key); break;
+    case 'backend': result.backend = parseChoice(asString(value, file, key), backendChoices, key, file); break;
+    case 'host': result.host = parseChoice(asString(value, file, key), hostChoices, key, file); break;
+    case 'default_image': result.defaultImage = asString(value, file, key); break;
+    case 'tmpfs_size': result.tmpfsSize = asSize(value, file, key); break;
+    case 'ready_timeout': result.readyTimeoutSeconds = asNumber(value, file, key); break;
+    case 'limits': result.limits = parseLimits(value, file); break;
+    case 'network': result.network = parseNetwork(asString(value, file, key), file); break;
+    case 'private_users': result.privateUsers = asBoolean(value, file, key); break;
+    case 'allowed_images': result.allowedImages = asStringList(value, file, key); break;
+    case 'gitlab_runner': result.runnerBinary = asRunnerBinary(value, file, key); break;
+    case 'keep_builds': result.keepBuilds = asBoolean(value, file, key); break;
+    case 'privileged': result.privileged = asBoolean(value, file, key); break;
+    case 'keep_failed': result.keepFailedSeconds = parseDuration(value, file, key); break;
+    default: throw new SystemError(`${file}: unknown key "${key}"`, 'see README.md, "Configuration"');
+  }
+}
+
+const durationUnits: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** A duration such as 30m, 2h, 90s or 1d (a bare number is seconds); false or 0 is off. */
+export function parseDuration(value: unknown, file: string, key: string): number {
+  if (value === false || value === 0) return 0;
+  if (typeof value === 'number' && Number.isInteger(value) && value > 0) return value;
+  const match = typeof value === 'string' ? /^(\d+)([smhd])?$/.exec(value) : null;
+  if (match) return Number(match[1]) * durationUnits[match[2] ?? 's']!;
+  throw new SystemError(`${file}: ${key} must be a duration such as 30m, 2h or 1d, or false`);
 }
 
 function parseLimits(value: unknown, file: string): Limits {

@@ -45,7 +45,8 @@ export function checkShell(shell: string): string {
   return shell;
 }
 
-function openChecked(path: string, flags: number, isRightKind: (stats: ReturnType<typeof fstatSync>) => boolean): number {
+/** Opens a name in the io directory without following a symlink, and checks what it opened. */
+export function openChecked(path: string, flags: number, isRightKind: (stats: ReturnType<typeof fstatSync>) => boolean): number {
   const fd = openSync(path, flags | fs.O_NOFOLLOW | fs.O_NONBLOCK);
   const stats = fstatSync(fd);
   if (isRightKind(stats)) return fd;
@@ -69,7 +70,7 @@ function openRequests(ioDir: string): number | undefined {
 }
 
 /** Sends a request, or returns false while no agent reads the FIFO. */
-function sendRequest(ioDir: string, line: string): boolean {
+export function sendRequest(ioDir: string, line: string): boolean {
   const fd = openRequests(ioDir);
   if (fd === undefined) return false;
   try {
@@ -106,7 +107,7 @@ function writeScript(path: string, scriptFd: number): void {
 }
 
 /** The stage's exit status, once the agent has written it. */
-function readStatus(path: string): number | undefined {
+export function readStatus(path: string): number | undefined {
   let fd: number;
   try {
     fd = openChecked(path, fs.O_RDONLY, (stats) => stats.isFile());
@@ -138,7 +139,7 @@ function removeQuietly(path: string): void {
 const killGraceMs = 10_000;
 
 /** The stage's processes: its session, or its descendants when it could not make one. */
-function stageProcesses(agent: Agent, token: string): number[] {
+export function stageProcesses(agent: Agent, token: string): number[] {
   const stage = childrenOf(agent.pid).find((pid) => argvOf(pid).some((arg) => arg.endsWith(`/${token}.sh`)));
   if (stage === undefined) return [];
   if (isSessionLeader(stage)) return sessionMembers(stage);

@@ -22,6 +22,8 @@ const commands: Record<string, { summary: string; file: string }> = {
   status: { summary: 'list the jobs and their machines', file: 'status' },
   gc: { summary: 'remove what crashed jobs left behind', file: 'gc' },
   exec: { summary: 'run a project\'s .gitlab-ci.yml jobs here, each in a fresh machine (--list to show them)', file: 'exec' },
+  metrics: { summary: 'print Prometheus metrics: jobs, stage durations, images, gc removals', file: 'metrics' },
+  doctor: { summary: 'check the host and this installation; say what blocks jobs and how to fix it', file: 'doctor' },
   'sample-job': { summary: 'run a sample CI job through every stage, as gitlab-runner would', file: 'sample-job' },
 };
 const aliases: Record<string, string> = { config: 'gitlab-config' };

@@ -6,7 +6,10 @@ import { jobIdFromEnv, jobImageFromEnv } from '../lib/contract.mts';
 import { SystemError } from '../lib/errors.mts';
 import { sweepOrphanedJobs } from '../lib/gc.mts';
 import { parseJobId } from '../lib/job.mts';
-import { ensureRunnerDirs, prepareJob } from '../lib/machine.mts';
+import { isKeptJob } from '../lib/keep-failed.mts';
+import { log } from '../lib/log.mts';
+import { cleanupJob, ensureRunnerDirs, prepareJob } from '../lib/machine.mts';
+import { processSeconds, recordEvent } from '../lib/metrics/events.mts';
 
 await main({
   name: 'prepare',
@@ -24,7 +27,17 @@ await main({
   const imageReference = args._[0] ?? jobImageFromEnv() ?? args['default-image'] ?? settings.defaultImage;
   if (!imageReference) throw new SystemError('no image for this job', 'give the job an image:, or pass --default-image');
   ensureRunnerDirs(settings);
-  // Cheap: job records only. A crashed job with this id is cleaned here too.
-  await sweepOrphanedJobs(settings);
-  await prepareJob(settings, { jobId, imageReference: String(imageReference) });
+  try {
+    // Cheap: job records only. A crashed job with this id is cleaned here too.
+    await sweepOrphanedJobs(settings);
+    if (isKeptJob(settings, jobId)) {
+      log.info(`job ${jobId}: replacing the kept machine of an earlier job with this id`);
+      await cleanupJob(settings, jobId);
+    }
+    await prepareJob(settings, { jobId, imageReference: String(imageReference) });
+  } catch (error) {
+    recordEvent(settings.root, 'prepare_failed', 1);
+    throw error;
+  }
+  recordEvent(settings.root, 'prepare_seconds', processSeconds());
 });

@@ -7,6 +7,8 @@ import { SystemError, UsageError } from '../lib/errors.mts';
 import { runAttached } from '../lib/exec.mts';
 import { checkImageAllowed, resolveImage, validateImageName } from '../lib/image.mts';
 import { imagePersonality } from '../lib/personality.mts';
+import { parseJobId } from '../lib/job.mts';
+import { checkJobShellCaller, enterJob } from '../lib/job-shell.mts';
 import { buildShellArgs, checkTrustedPath, invokingUserName, lookupUser, shellMachineName, type ShellBind } from '../lib/shell.mts';
 import { parseChoice } from '../lib/settings.mts';
 
@@ -14,15 +16,30 @@ await main({
   name: 'shell',
   summary: 'Run COMMAND (default: your login shell) in a throw-away, read-only copy of IMAGE, as yourself.\n' +
     'Your home (or only the current directory, --bind cwd) is writable and kept; every other write vanishes.\n' +
-    'Meant for sudo: see contrib/sudoers.d-nspawn-runner. The exit code is the command\'s.',
-  usage: '[--bind home|cwd] [--user NAME] IMAGE [-- COMMAND...]',
+    'Meant for sudo: see contrib/sudoers.d-nspawn-runner. The exit code is the command\'s.\n' +
+    'With --job ID (root only): a root shell (or COMMAND) in the machine of a kept failed job (keep_failed),\n' +
+    'its files and processes as the job left them, with the sandbox of the job\'s own processes.',
+  usage: '[--bind home|cwd] [--user NAME] IMAGE [-- COMMAND...]\n       nspawn-runner shell --job ID [-- COMMAND...]',
   options: [
     '      --bind WHAT        home (default) or cwd: what stays writable',
     '      --user NAME        run as NAME (root only; under sudo you are yourself)',
+    '      --job ID           enter the kept machine of failed job ID instead of an image',
   ],
-  string: ['bind', 'user'],
+  string: ['bind', 'user', 'job'],
   needsRoot: true,
 }, async (args, settings) => {
+  if (args.job !== undefined) {
+    checkJobShellCaller(process.env);
+    if (args._.length || args.bind !== undefined || args.user !== undefined) throw new UsageError('shell --job takes no IMAGE, --bind or --user');
+    return enterJob(settings, {
+      jobId: parseJobId(String(args.job)),
+      command: (args['--'] ?? []).map(String),
+      terminal: Boolean(process.stdin.isTTY),
+      term: process.env.TERM,
+      rows: process.stdout.rows,
+      columns: process.stdout.columns,
+    });
+  }
   const [image, ...rest] = args._.map(String);
   if (!image) throw new UsageError('shell: missing IMAGE');
   if (rest.length) throw new UsageError('shell: put the command after "--"');

@@ -31,3 +31,20 @@ test('systemd-analyze verify accepts both units', { skip: spawnSync('systemd-ana
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the metrics service writes the textfile collector\'s file, the timer starts it every minute; both verify', { skip: spawnSync('systemd-analyze', ['--version']).status !== 0 && 'no systemd-analyze' }, () => {
+  const metricsService = readFileSync(new URL('nspawn-runner-metrics.service', contrib), 'utf8');
+  const metricsTimer = readFileSync(new URL('nspawn-runner-metrics.timer', contrib), 'utf8');
+  assert.match(metricsService, /^ExecStart=\/usr\/local\/bin\/nspawn-runner metrics --output \/var\/lib\/prometheus\/node-exporter\/nspawn_runner\.prom$/m);
+  assert.match(metricsTimer, /^OnUnitActiveSec=1min$/m);
+  const dir = mkdtempSync(`${tmpdir()}/nsr-units-`);
+  try {
+    writeFileSync(`${dir}/nspawn-runner-metrics.service`, metricsService.replace('/usr/local/bin/nspawn-runner', executable));
+    writeFileSync(`${dir}/nspawn-runner-metrics.timer`, metricsTimer);
+    const result = spawnSync('systemd-analyze', ['verify', `${dir}/nspawn-runner-metrics.service`, `${dir}/nspawn-runner-metrics.timer`], { encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(result.stderr.trim(), '');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

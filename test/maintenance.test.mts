@@ -30,9 +30,9 @@ function releasePlaybook(release: string, { vars = '', tasks = '' } = {}): strin
 
 const failingTask = ['    - name: break on purpose', '      fail:', '        msg: this playbook fails on purpose'].join('\n');
 
-/** What is in an image's store besides its versions: only image.json, no lock or marker left behind. */
+/** What is in an image's store besides its versions and logs: only image.json, no lock or marker left behind. */
 function storeExtras(state: ImageState, name: string): string[] {
-  return readdirSync(`${state.root}/.images/${name}`).filter((entry) => !/^(legacy-)?\d{8}T\d{6}Z-[0-9a-f]{6}$/.test(entry));
+  return readdirSync(`${state.root}/.images/${name}`).filter((entry) => entry !== 'logs' && !/^(legacy-)?\d{8}T\d{6}Z-[0-9a-f]{6}$/.test(entry));
 }
 
 const stores = [
@@ -96,7 +96,7 @@ for (const store of stores) describe(`updates never disturb running jobs (${stor
     const failed = await state.run(['chroot-maintenance', 'stable']);
     assert.equal(failed.code, systemFailure);
     assert.match(failed.stderr, /this playbook fails on purpose/);
-    assert.match(failed.stderr, /image stable: playbook \S+ failed for image stable \(exit 2\) \(see ansible's output above; the image was not changed\)/);
+    assert.match(failed.stderr, /image stable: playbook \S+ failed for image stable \(exit 2\) \(see ansible's output in \S+\.log; the image was not changed\)/);
     assert.match(failed.stderr, /maintenance failed for 1 of 1 image\(s\): stable/);
     const after = await state.row('stable');
     assert.equal(after.tree, before.tree);
@@ -226,7 +226,10 @@ describe('images created from playbooks (mmdebstrap), recreated, and broken play
     assert.equal(badSuite.code, systemFailure);
     assert.match(badSuite.stderr, /debootstrap failed for image nosuite/);
     assert.ok(!existsSync(`${state.root}/nosuite`));
-    assert.deepEqual(readdirSync(`${state.root}/.images`), ['fresh']);
+    // Only the log of the failed bootstrap is kept, where the error said it is.
+    assert.deepEqual(readdirSync(`${state.root}/.images`), ['fresh', 'nosuite']);
+    assert.deepEqual(readdirSync(`${state.root}/.images/nosuite`), ['logs']);
+    assert.match(badSuite.stderr, new RegExp(`full output: ${state.root}/\\.images/nosuite/logs/\\S+-create\\.log`));
     assert.deepEqual(storeExtras(state, 'fresh'), ['image.json']);
     assert.deepEqual(leftoversOf(state.root), { mounts: [], processes: [], jobDirs: [] });
   });

@@ -47,3 +47,31 @@ test('settings come from defaults, file, environment and command line, in that o
     rmSync(dir, { recursive: true });
   }
 });
+
+test('keep_failed takes a duration, and false switches it off', () => {
+  assert.deepEqual(parseConfigDocument({ keep_failed: '30m' }, 'f'), { keepFailedSeconds: 1800 });
+  assert.deepEqual(parseConfigDocument({ keep_failed: '2h' }, 'f'), { keepFailedSeconds: 7200 });
+  assert.deepEqual(parseConfigDocument({ keep_failed: 90 }, 'f'), { keepFailedSeconds: 90 });
+  assert.deepEqual(parseConfigDocument({ keep_failed: false }, 'f'), { keepFailedSeconds: 0 });
+  for (const bad of ['30 minutes', '-5m', true, 1.5]) {
+    assert.throws(() => parseConfigDocument({ keep_failed: bad }, 'f'), /f: keep_failed must be a duration such as 30m/);
+  }
+});
+
+test('a lenient load reports every bad key and keeps the defaults for them', async () => {
+  const dir = mkdtempSync(`${tmpdir()}/nsr-settings-`);
+  try {
+    writeFileSync(`${dir}/nspawn-runner.conf`, 'backend: zfs\nroots: /x\ndefault_image: sid\n');
+    const problems: string[] = [];
+    const settings = await loadSettings({}, { NSPAWN_RUNNER_CONFIG_DIR: dir, NSPAWN_RUNNER_HOST: 'bsd' }, (problem) => problems.push(problem.message));
+    assert.equal(settings.backend, 'auto');
+    assert.equal(settings.host, 'auto');
+    assert.equal(settings.defaultImage, 'sid');
+    assert.equal(problems.length, 3);
+    assert.match(problems.join('\n'), /backend must be one of/);
+    assert.match(problems.join('\n'), /unknown key "roots"/);
+    assert.match(problems.join('\n'), /NSPAWN_RUNNER_HOST: host must be one of/);
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});

@@ -152,6 +152,52 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     assert.equal((await host.cleanup('317', config)).code, 0);
   });
 
+  test('keep_failed: a kept job is entered through its agent with the machine\'s sandbox; the last stage says what the unit\'s cgroup measured', async () => {
+    writeFileSync(`${host.scripts}/keep.conf`, 'keep_failed: 30m\n');
+    const config = ['--config', `${innerScripts}/keep.conf`];
+    assert.equal((await host.prepare('318', undefined, config)).code, 0);
+    const build = await host.stage('318', 'build_script', 'echo left-behind > /kept-file; python3 -c "b = bytearray(64 << 20); print(len(b))"; exit 3', {}, config);
+    assert.equal(build.code, buildFailure, build.stderr);
+    assert.match(build.stdout, /^67108864$/m);
+    assert.match(build.stderr, /To look inside, as root on the runner host: nspawn-runner shell --job 318/);
+    const last = await host.stage('318', 'cleanup_file_variables', 'true', {}, config);
+    assert.equal(last.code, 0, last.stderr);
+    const line = /resources used by the job's machine: (.*)$/m.exec(last.stderr)?.[1] ?? last.stderr;
+    assert.match(line, new RegExp(`CPU time \\d+\\.\\d s(, OOM kills \\d+)? \\(cgroup /sys/fs/cgroup/machine\\.slice/${unit('318').replaceAll('.', '\\.')}\\)`));
+    const controllers = (await host.exec(['cat', '/sys/fs/cgroup/cgroup.controllers'])).stdout;
+    if (/\bmemory\b/.test(controllers)) {
+      const peak = /peak memory (\d+) MiB/.exec(line);
+      assert.ok(peak && Number(peak[1]) >= 64, line);
+    } else {
+      // This machine binds the memory controller to cgroup v1: the test host's v2 hierarchy has none.
+      assert.match(line, /not measured: peak memory and OOM kills: the machine's cgroup has no memory controller/);
+    }
+
+    assert.equal((await host.cleanup('318', config)).code, 0);
+    assert.match((await host.runner(['status'])).stdout, /^318\t.*\tkept\trun-318\t\S+Z$/m);
+    assert.equal(await host.unitProperty(unit('318'), 'ActiveState'), 'active', 'the machine still runs');
+    const leader = (await host.exec(['machinectl', 'show', '--property=Leader', '--value', '--', 'run-318'])).stdout.trim();
+    const payload = parseSandbox((await host.exec(['cat', `/proc/${leader}/status`])).stdout);
+    const entered = await host.runner(['shell', '--job', '318', '--', 'sh', '-c', 'cat /kept-file; grep -E "^(CapBnd|CapEff|Seccomp|Seccomp_filters):" /proc/self/status; exit 4']);
+    assert.equal(entered.code, 4, entered.stderr);
+    assert.match(entered.stdout, /^left-behind$/m);
+    assert.deepEqual(parseSandbox(entered.stdout), payload, 'the shell has the sandbox of the machine\'s own processes');
+    assert.equal((await host.cleanup('318', config)).code, 0, 'a second cleanup removes a kept job');
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
+  test('doctor on a systemd host: the systemd host mode and its cgroups, and the image boots', async () => {
+    const result = await host.runner(['doctor', '--json', '--runner-config', '/nonexistent']);
+    const report = JSON.parse(result.stdout) as { ok: boolean; findings: Array<{ check: string; status: string; finding: string }> };
+    assert.deepEqual(report.findings.filter((finding) => finding.status === 'error'), []);
+    assert.equal(result.code, 0);
+    const of = (check: string) => report.findings.find((finding) => finding.check === check)!;
+    assert.match(of('host mode').finding, /^systemd \(auto: systemd is PID 1 and the system bus runs\)/);
+    assert.match(of('cgroups').finding, /^cgroup v2 \(controllers: /);
+    assert.equal(of('/run').status, 'ok', '/run is a tmpfs under systemd');
+    assert.match(of('images').finding, /bookworm/);
+  });
+
   test('limits come from the config file; null switches one off', async () => {
     writeFileSync(`${host.scripts}/limits.conf`,
       'limits:\n  cpu_weight: 20\n  memory_high: null\n  memory_max: 1G\n  tasks_max: null\n');
@@ -219,11 +265,11 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
   test('crash recovery: a live job survives other prepares, an orphaned one is stopped through systemd', async () => {
     assert.equal((await host.prepare('312')).code, 0);
     assert.equal((await host.prepare('313')).code, 0, 'its sweep leaves the live job 312 alone');
-    assert.match((await host.runner(['status'])).stdout, /^312\tbookworm\toverlay\tsystemd\t\d+s\trunning\trun-312$/m);
+    assert.match((await host.runner(['status'])).stdout, /^312\tbookworm\toverlay\tsystemd\t\d+s\trunning\trun-312\t-$/m);
     assert.equal((await host.stage('312', 'build_script', 'echo still here')).code, 0);
     // gitlab-runner gone: nothing will ever clean this job up but gc.
     assert.equal((await host.runnerWithDeadOwner(['prepare', '--id', '314', 'bookworm'])).code, 0);
-    assert.match((await host.runner(['status'])).stdout, /^314\t.*\torphaned\trun-314$/m);
+    assert.match((await host.runner(['status'])).stdout, /^314\t.*\torphaned\trun-314\t-$/m);
     const gc = await host.runner(['gc', '--json']);
     assert.equal(gc.code, 0, gc.stderr);
     assert.deepEqual(JSON.parse(gc.stdout).jobs, ['314']);
@@ -238,7 +284,7 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     const prepared = await host.runnerFromOutside(['prepare', '--id', '316', 'bookworm']);
     assert.equal(prepared.code, 0, prepared.stderr);
     assert.equal(JSON.parse(readFileSync(`${host.state}/.jobs/316/job.json`, 'utf8')).ownerPid, 0, 'recorded as unknown');
-    assert.match((await host.runner(['status'])).stdout, /^316\t.*\trunning\trun-316$/m);
+    assert.match((await host.runner(['status'])).stdout, /^316\t.*\trunning\trun-316\t-$/m);
     const next = await host.prepare('317');
     assert.equal(next.code, 0, next.stderr);
     assert.doesNotMatch(next.stderr, /job 316/, 'the next prepare\'s sweep leaves it alone');
@@ -248,7 +294,7 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     // Once its machine is gone, it is gc's to collect.
     assert.equal((await host.exec(['systemctl', 'kill', '--signal=SIGKILL', '--', unit('316')])).code, 0);
     await host.waitUntilInactive(unit('316'));
-    assert.match((await host.runner(['status'])).stdout, /^316\t.*\torphaned\trun-316$/m);
+    assert.match((await host.runner(['status'])).stdout, /^316\t.*\torphaned\trun-316\t-$/m);
     assert.deepEqual(JSON.parse((await host.runner(['gc', '--json'])).stdout).jobs, ['316']);
     assert.equal((await host.cleanup('317')).code, 0);
     assert.deepEqual(await host.inventory(), nothingLeft);
