@@ -54,7 +54,7 @@ export interface RunOptions {
   stdio?: StdioOptions;
   /** Text fed to the child's stdin. */
   input?: string;
-  /** Receives stdout and stderr as they come, instead of collecting them (progress.mts). */
+  /** Receives stdout and stderr as they come, instead of collecting them (image/progress.mts). */
   onOutput?: (chunk: string) => void;
 }
 

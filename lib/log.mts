@@ -16,7 +16,7 @@ export function isLogging(level: LogLevel): boolean {
   return ranks[level] <= threshold;
 }
 
-/** A live progress line on the terminal (progress.mts): cleared for a message, drawn again after it. */
+/** A live progress line on the terminal (image/progress.mts): cleared for a message, drawn again after it. */
 export interface LiveLine {
   clear(): void;
   redraw(): void;

@@ -39,13 +39,13 @@ export interface Settings {
   privateUsers: boolean;
   /** Glob patterns (* and ?) of the images jobs may ask for; undefined allows all. */
   allowedImages: string[] | undefined;
-  /** gitlab-runner binary shared read-only into machines: auto, none, or a path (see shares.mts). */
+  /** gitlab-runner binary shared read-only into machines: auto, none, or a path (see job/shares.mts). */
   runnerBinary: string;
   /** Share the builds directory into machines, so checkouts persist on the host between jobs. */
   keepBuilds: boolean;
   /** Jobs get every capability, no seccomp filter and every device, like Docker's privileged (see README). */
   privileged: boolean;
-  /** How long the machine of a job whose build failed is kept for debugging (keep-failed.mts); 0 keeps none. */
+  /** How long the machine of a job whose build failed is kept for debugging (job/keep-failed.mts); 0 keeps none. */
   keepFailedSeconds: number;
 }
 

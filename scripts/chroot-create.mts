@@ -3,11 +3,11 @@
 // chroot-create: bootstraps a Debian image into the state directory, then
 // applies its playbook if it has one.
 import { main } from '../lib/cli.mts';
-import { fallbackSuite, type BootstrapOptions } from '../lib/bootstrap.mts';
-import type { Bootstrapper } from '../lib/playbook.mts';
+import { fallbackSuite, type BootstrapOptions } from '../lib/image/bootstrap.mts';
+import type { Bootstrapper } from '../lib/image/playbook.mts';
 import { log } from '../lib/log.mts';
 import { UsageError } from '../lib/errors.mts';
-import { convertImage, createImage } from '../lib/maintenance.mts';
+import { convertImage, createImage } from '../lib/image/maintenance.mts';
 import { parseChoice } from '../lib/settings.mts';
 
 const list = (value: unknown) => (value === undefined ? undefined : String(value).split(',').filter(Boolean));

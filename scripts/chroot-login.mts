@@ -3,7 +3,7 @@
 // chroot-login: a root shell, or one command, in an image, for maintenance by hand.
 import { main } from '../lib/cli.mts';
 import { UsageError } from '../lib/errors.mts';
-import { loginImage } from '../lib/image-admin.mts';
+import { loginImage } from '../lib/image/admin.mts';
 
 await main({
   name: 'chroot-login',

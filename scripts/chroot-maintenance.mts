@@ -5,7 +5,7 @@
 import { main } from '../lib/cli.mts';
 import { SystemError } from '../lib/errors.mts';
 import { log } from '../lib/log.mts';
-import { maintainImages } from '../lib/maintenance.mts';
+import { maintainImages } from '../lib/image/maintenance.mts';
 
 await main({
   name: 'chroot-maintenance',

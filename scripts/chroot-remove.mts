@@ -3,7 +3,7 @@
 // chroot-remove: removes an image and every version of it no job uses.
 import { main } from '../lib/cli.mts';
 import { UsageError } from '../lib/errors.mts';
-import { removeImage } from '../lib/image-admin.mts';
+import { removeImage } from '../lib/image/admin.mts';
 
 await main({
   name: 'chroot-remove',

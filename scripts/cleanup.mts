@@ -3,9 +3,9 @@
 // cleanup_exec: stops the job's machine and removes everything it left.
 import { main } from '../lib/cli.mts';
 import { jobIdFromEnv } from '../lib/contract.mts';
-import { parseJobId } from '../lib/job.mts';
-import { keepFailedJob } from '../lib/keep-failed.mts';
-import { cleanupJob } from '../lib/machine.mts';
+import { parseJobId } from '../lib/job/record.mts';
+import { keepFailedJob } from '../lib/job/keep-failed.mts';
+import { cleanupJob } from '../lib/job/machine.mts';
 import { processSeconds, recordEvent } from '../lib/metrics/events.mts';
 
 await main({

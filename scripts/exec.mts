@@ -2,7 +2,7 @@
 //bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // exec: run a project's .gitlab-ci.yml jobs locally, in the machines CI uses.
 import { main } from '../lib/cli.mts';
-import { execPipeline } from '../lib/exec/exec.mts';
+import { execPipeline } from '../lib/ci-local/exec.mts';
 import { setLogLevel } from '../lib/log.mts';
 
 await main({

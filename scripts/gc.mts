@@ -2,7 +2,7 @@
 //bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // gc: removes what crashed jobs left behind, never touching a live job.
 import { main } from '../lib/cli.mts';
-import { collectGarbage } from '../lib/gc.mts';
+import { collectGarbage } from '../lib/job/gc.mts';
 import { log, writeAll } from '../lib/log.mts';
 
 await main({

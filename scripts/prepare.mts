@@ -4,11 +4,11 @@
 import { main } from '../lib/cli.mts';
 import { jobIdFromEnv, jobImageFromEnv } from '../lib/contract.mts';
 import { SystemError } from '../lib/errors.mts';
-import { sweepOrphanedJobs } from '../lib/gc.mts';
-import { parseJobId } from '../lib/job.mts';
-import { isKeptJob } from '../lib/keep-failed.mts';
+import { sweepOrphanedJobs } from '../lib/job/gc.mts';
+import { parseJobId } from '../lib/job/record.mts';
+import { isKeptJob } from '../lib/job/keep-failed.mts';
 import { log } from '../lib/log.mts';
-import { cleanupJob, ensureRunnerDirs, prepareJob } from '../lib/machine.mts';
+import { cleanupJob, ensureRunnerDirs, prepareJob } from '../lib/job/machine.mts';
 import { processSeconds, recordEvent } from '../lib/metrics/events.mts';
 
 await main({

@@ -4,8 +4,8 @@
 import { main } from '../lib/cli.mts';
 import { jobIdFromEnv } from '../lib/contract.mts';
 import { UsageError } from '../lib/errors.mts';
-import { parseJobId } from '../lib/job.mts';
-import { runStage } from '../lib/machine.mts';
+import { parseJobId } from '../lib/job/record.mts';
+import { runStage } from '../lib/job/machine.mts';
 
 await main({
   name: 'run',

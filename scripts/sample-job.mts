@@ -4,10 +4,10 @@
 // stage on the default image, creating that image first if it is missing.
 import { existsSync, realpathSync } from 'node:fs';
 import { main } from '../lib/cli.mts';
-import { imagePath } from '../lib/image.mts';
-import { runSampleJob } from '../lib/sample-job.mts';
-import { ensureRunnerDirs } from '../lib/machine.mts';
-import { createImage } from '../lib/maintenance.mts';
+import { imagePath } from '../lib/image/resolve.mts';
+import { runSampleJob } from '../lib/gitlab/sample-job.mts';
+import { ensureRunnerDirs } from '../lib/job/machine.mts';
+import { createImage } from '../lib/image/maintenance.mts';
 
 await main({
   name: 'sample-job',

@@ -5,11 +5,11 @@ import { realpathSync, statSync } from 'node:fs';
 import { main } from '../lib/cli.mts';
 import { SystemError, UsageError } from '../lib/errors.mts';
 import { runAttached } from '../lib/exec.mts';
-import { checkImageAllowed, resolveImage, validateImageName } from '../lib/image.mts';
-import { imagePersonality } from '../lib/personality.mts';
-import { parseJobId } from '../lib/job.mts';
-import { checkJobShellCaller, enterJob } from '../lib/job-shell.mts';
-import { buildShellArgs, checkTrustedPath, invokingUserName, lookupUser, shellMachineName, type ShellBind } from '../lib/shell.mts';
+import { checkImageAllowed, resolveImage, validateImageName } from '../lib/image/resolve.mts';
+import { imagePersonality } from '../lib/image/personality.mts';
+import { parseJobId } from '../lib/job/record.mts';
+import { checkJobShellCaller, enterJob } from '../lib/job/shell.mts';
+import { buildShellArgs, checkTrustedPath, invokingUserName, lookupUser, shellMachineName, type ShellBind } from '../lib/access/shell.mts';
 import { parseChoice } from '../lib/settings.mts';
 
 await main({

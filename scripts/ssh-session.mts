@@ -4,12 +4,12 @@
 import { main } from '../lib/cli.mts';
 import { UsageError } from '../lib/errors.mts';
 import { runAttached } from '../lib/exec.mts';
-import { checkImageAllowed, resolveImage, validateImageName } from '../lib/image.mts';
+import { checkImageAllowed, resolveImage, validateImageName } from '../lib/image/resolve.mts';
 import { detectHostName } from '../lib/host/select.mts';
-import { imagePersonality } from '../lib/personality.mts';
-import { lookupUser } from '../lib/shell.mts';
+import { imagePersonality } from '../lib/image/personality.mts';
+import { lookupUser } from '../lib/access/shell.mts';
 import { readFileSync } from 'node:fs';
-import { buildSshSessionArgs, sshMachineName } from '../lib/ssh-units.mts';
+import { buildSshSessionArgs, sshMachineName } from '../lib/access/ssh-units.mts';
 
 await main({
   name: 'ssh-session',

@@ -4,9 +4,9 @@
 import { existsSync, realpathSync, writeFileSync } from 'node:fs';
 import { main } from '../lib/cli.mts';
 import { SystemError, UsageError } from '../lib/errors.mts';
-import { resolveImage, validateImageName } from '../lib/image.mts';
+import { resolveImage, validateImageName } from '../lib/image/resolve.mts';
 import { log } from '../lib/log.mts';
-import { buildSshUnits } from '../lib/ssh-units.mts';
+import { buildSshUnits } from '../lib/access/ssh-units.mts';
 
 await main({
   name: 'ssh-units',

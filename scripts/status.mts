@@ -2,10 +2,10 @@
 //bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // status: the jobs this runner has right now.
 import { main } from '../lib/cli.mts';
-import { listJobStatus } from '../lib/gc.mts';
+import { listJobStatus } from '../lib/job/gc.mts';
 import { hostByName } from '../lib/host/select.mts';
 import { writeAll } from '../lib/log.mts';
-import { measureJob, type JobResources } from '../lib/resources.mts';
+import { measureJob, type JobResources } from '../lib/job/resources.mts';
 
 await main({
   name: 'status',

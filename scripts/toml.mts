@@ -5,7 +5,7 @@ import { realpathSync } from 'node:fs';
 import { stringify } from 'smol-toml';
 import { main } from '../lib/cli.mts';
 import { writeAll } from '../lib/log.mts';
-import { buildRunnerToml } from '../lib/runner-toml.mts';
+import { buildRunnerToml } from '../lib/gitlab/runner-toml.mts';
 
 await main({
   name: 'toml',

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildNspawnArgs, escapeColons, namesPath, type NspawnOptions } from '../lib/nspawn.mts';
 import { overlayArgs } from '../lib/storage/overlay.mts';
-import { agentBinds, agentPayload, agentScript, agentUnit } from '../lib/stage-agent.mts';
-import { checkShell, stageToken } from '../lib/stage.mts';
+import { agentBinds, agentPayload, agentScript, agentUnit } from '../lib/job/stage-agent.mts';
+import { checkShell, stageToken } from '../lib/job/stage.mts';
 
 const base: NspawnOptions = {
   machine: 'run-1',

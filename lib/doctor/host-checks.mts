@@ -2,7 +2,7 @@
 // cgroups (limits and the resource line), /run, user namespaces, networking.
 import { existsSync, readFileSync, statfsSync } from 'node:fs';
 import { chooseHostName, missingForSystemd } from '../host/select.mts';
-import { describeCgroupHost } from '../resources.mts';
+import { describeCgroupHost } from '../job/resources.mts';
 import type { Settings } from '../settings.mts';
 import { findProgram, tryRun, type DoctorContext } from './context.mts';
 import { error, ok, warning, type Finding } from './report.mts';

@@ -3,9 +3,9 @@
 // config.toml.
 import { accessSync, constants, existsSync, readFileSync, realpathSync, statfsSync } from 'node:fs';
 import { chooseHostName } from '../host/select.mts';
-import { checkImageAllowed, imagePath } from '../image.mts';
-import { listImages, type ImageRow } from '../image-list.mts';
-import { findPlaybook } from '../playbook.mts';
+import { checkImageAllowed, imagePath } from '../image/resolve.mts';
+import { listImages, type ImageRow } from '../image/list.mts';
+import { findPlaybook } from '../image/playbook.mts';
 import type { Settings } from '../settings.mts';
 import { backendFor, existingAncestor, findProgram, tryRun, type DoctorContext } from './context.mts';
 import { error, ok, warning, type Finding } from './report.mts';
@@ -82,7 +82,7 @@ function defaultImageOf(settings: Settings, runnerDefault: string | undefined): 
   return { name: undefined, from: '' };
 }
 
-/** What the stage agent and gitlab-runner's scripts need in an image (stage-agent.mts). */
+/** What the stage agent and gitlab-runner's scripts need in an image (job/stage-agent.mts). */
 const imageTools = ['sh', 'bash', 'env', 'setsid', 'mkfifo', 'mv'];
 
 /** Starts a throw-away, read-only machine of tree and asks for the tools a job needs. */

@@ -2,8 +2,8 @@
 // creation and maintenance, btrfs, OCI tools, and the gitlab-runner binary
 // shared into every machine.
 import { closeSync, openSync, readSync } from 'node:fs';
-import { listPlaybookNames } from '../playbook.mts';
-import { findRunnerBinary, runnerBinaryTarget } from '../shares.mts';
+import { listPlaybookNames } from '../image/playbook.mts';
+import { findRunnerBinary, runnerBinaryTarget } from '../job/shares.mts';
 import { backendFor, findProgram, tryRun, type DoctorContext } from './context.mts';
 import { error, ok, warning, type Finding } from './report.mts';
 

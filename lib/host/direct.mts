@@ -4,12 +4,11 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { SystemError } from '../errors.mts';
 import { missingBinaryError, shellJoin } from '../exec.mts';
-import type { JobRecord } from '../job.mts';
+import type { JobRecord } from '../job/record.mts';
 import { log } from '../log.mts';
 import {
   argvOf, childrenOf, inOurPidNamespace, isLive, isRunning, nspawnProcesses, signal, sleep, startTimeOf, waitForExit,
 } from '../proc.mts';
-import { isAgentArgv } from '../stage-agent.mts';
 import type { FoundMachine, HostMode, StartRequest } from './host.mts';
 
 export const directHost: HostMode = {
@@ -48,7 +47,8 @@ async function startDetached(request: StartRequest, record: JobRecord): Promise<
   if (nspawnPid === undefined) return spawnError;
   const started: JobRecord = { ...record, nspawnPid, nspawnStartTime: startTimeOf(nspawnPid) };
   request.onSpawned(started);
-  const leader = await Promise.race([waitForAgent(nspawnPid, request.readyTimeoutMs), spawnError]);
+  const payload = request.nspawnArgs.slice(request.nspawnArgs.indexOf('--') + 1);
+  const leader = await Promise.race([waitForPayload(nspawnPid, payload, request.readyTimeoutMs), spawnError]);
   if (!leader) {
     await stopDirect(started);
     // The log goes with the job directory when prepare cleans up after
@@ -60,15 +60,16 @@ async function startDetached(request: StartRequest, record: JobRecord): Promise<
 }
 
 /**
- * The machine is up once its PID 2 has become the stage agent: by then nspawn
+ * The machine is up once its PID 2 runs the payload (the stage agent, after
+ * re-executing itself with the same argv): by then nspawn
  * has set up every namespace and mount. Returns the machine's PID 1 (nspawn's
  * stub init), or undefined on failure.
  */
-async function waitForAgent(nspawnPid: number, timeoutMs: number): Promise<number | undefined> {
+async function waitForPayload(nspawnPid: number, payload: readonly string[], timeoutMs: number): Promise<number | undefined> {
   const deadline = Date.now() + timeoutMs;
   for (let delay = 1; isRunning(nspawnPid); delay = Math.min(delay * 2, 10)) {
     for (const leader of childrenOf(nspawnPid)) {
-      if (childrenOf(leader).some((pid) => isAgentArgv(argvOf(pid)))) return leader;
+      if (childrenOf(leader).some((pid) => sameArgv(argvOf(pid), payload))) return leader;
     }
     if (Date.now() > deadline) return undefined;
     await sleep(delay);
@@ -117,4 +118,8 @@ function lastLines(path: string): string {
   } catch {
     return 'no log';
   }
+}
+
+function sameArgv(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((arg, index) => arg === b[index]);
 }

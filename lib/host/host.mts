@@ -1,6 +1,6 @@
 // How a machine is started and stopped on each kind of host. Stages reach a
-// running machine the same way on both, through its stage agent: see stage.mts.
-import type { HostName, JobRecord } from '../job.mts';
+// running machine the same way on both, through its stage agent: see job/stage.mts.
+import type { HostName, JobRecord } from '../job/record.mts';
 import type { Limits } from '../settings.mts';
 
 export interface StartRequest {

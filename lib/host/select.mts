@@ -4,7 +4,7 @@
 // prepare, and run/cleanup take the mode from the job record instead.
 import { existsSync } from 'node:fs';
 import { SystemError } from '../errors.mts';
-import type { HostName } from '../job.mts';
+import type { HostName } from '../job/record.mts';
 import type { Settings } from '../settings.mts';
 import { directHost, findNspawnMachines } from './direct.mts';
 import type { FoundMachine, HostMode } from './host.mts';

@@ -2,14 +2,14 @@
 // a transient service in machine.slice, registered with machined, the way the
 // original nspawn-runner and systemd-nspawn@.service run machines. Stages
 // run through the stage agent, a service of the machine's systemd
-// (stage-agent.mts): the original's per-stage `systemd-run --machine` kills
+// (job/stage-agent.mts): the original's per-stage `systemd-run --machine` kills
 // whatever a stage leaves running. systemctl and machinectl run in prepare
 // and cleanup, so through the lean run()/check(), not zx: its import alone
 // (~30 ms) would cost more than these commands (exec.mts).
 import { existsSync, lstatSync } from 'node:fs';
 import { JobError, SystemError } from '../errors.mts';
 import { check, run, type RunResult } from '../exec.mts';
-import { machineName, type JobRecord } from '../job.mts';
+import type { JobRecord } from '../job/record.mts';
 import { removeTree } from '../mounts.mts';
 import { systemdVersion } from '../nspawn.mts';
 import { isLive, sleep, startTimeOf } from '../proc.mts';
@@ -154,7 +154,8 @@ async function stopUnit(record: Pick<JobRecord, 'machine'>): Promise<void> {
  * with the nspawn command line systemd keeps for each (ExecStart): a unit
  * restarting after a reboot in its machine has no process to find.
  */
-export async function findUnitMachines(pattern = unitName(machineName('*'))): Promise<FoundMachine[]> {
+// Job machines are named run-<job id> (job/record.mts, machineName).
+export async function findUnitMachines(pattern = unitName('run-*')): Promise<FoundMachine[]> {
   const listed = await run(['systemctl', 'list-units', '--all', '--plain', '--no-legend', '--full', '--', pattern]);
   const units = listed.stdout.split('\n').map((line) => line.trim().split(/\s+/)[0]!).filter((unit) => machineOfUnit(unit));
   return Promise.all(units.map(async (unit) => {

@@ -2,11 +2,11 @@
 // did (the folded summary), as Prometheus families.
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { run } from '../exec.mts';
-import { listJobStatus, type JobHealth } from '../gc.mts';
-import { imagePath } from '../image.mts';
-import { listAllImageNames } from '../image-list.mts';
-import { readImageMeta } from '../image-meta.mts';
-import { currentVersion, layoutOf } from '../image-store.mts';
+import { listJobStatus, type JobHealth } from '../job/gc.mts';
+import { imagePath } from '../image/resolve.mts';
+import { listAllImageNames } from '../image/list.mts';
+import { readImageMeta } from '../image/meta.mts';
+import { currentVersion, layoutOf } from '../image/store.mts';
 import type { Settings } from '../settings.mts';
 import type { Family } from './exposition.mts';
 import { foldEvents, type Summary } from './summary.mts';
@@ -22,7 +22,7 @@ async function diskUsage(path: string): Promise<number | undefined> {
   return result.code === 0 && Number.isFinite(bytes) ? bytes : undefined;
 }
 
-/** When the version in service was made: from its name (image-store.mts), else the tree's mtime. */
+/** When the version in service was made: from its name (image/store.mts), else the tree's mtime. */
 export function versionTime(version: string | undefined, tree: string): number {
   const stamp = version && /(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z/.exec(version);
   if (stamp) return Date.UTC(Number(stamp[1]), Number(stamp[2]) - 1, Number(stamp[3]), Number(stamp[4]), Number(stamp[5]), Number(stamp[6]));

@@ -1,6 +1,7 @@
 // How a job's writable root is made and removed. Each backend only adds its
 // own flags to the shared nspawn command line.
-import type { BackendName } from '../job.mts';
+
+export type BackendName = 'btrfs' | 'overlay' | 'tmpfs';
 
 export interface LayerOptions {
   /** A user namespace for the machine: the backend decides how its files get the machine's ids. */

@@ -2,7 +2,7 @@
 // the filesystem type of the state directory (statfs(2)).
 import { SystemError } from '../errors.mts';
 import { isBtrfs } from '../btrfs.mts';
-import type { BackendName } from '../job.mts';
+import type { BackendName } from './backend.mts';
 import type { Settings } from '../settings.mts';
 import type { StorageBackend } from './backend.mts';
 

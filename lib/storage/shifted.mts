@@ -4,7 +4,7 @@
 // first time a user-namespaced job needs it and shared by every such job on
 // that tree: its files belong to BASE + their uid, and machines run with
 // --private-users=BASE:65536 over it. An image version never changes, so its
-// copy never goes stale; it is deleted with its version (image-retire.mts)
+// copy never goes stale; it is deleted with its version (image/retire.mts)
 // or by gc once its source is gone.
 //
 // <root>/.users/<key>/         the shifted tree

@@ -8,7 +8,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSyn
 import { dirname } from 'node:path';
 import { tmpdir } from 'node:os';
 import { listJobs } from '../../lib/ci/list.mts';
-import { loadProject } from '../../lib/exec/exec.mts';
+import { loadProject } from '../../lib/ci-local/exec.mts';
 import { loadSettings } from '../../lib/settings.mts';
 import { repoRoot } from './runner.mts';
 

@@ -1,0 +1,248 @@
+// A job's machine through its life: prepare starts it, run enters it once per
+// stage, cleanup removes every trace of it. Storage and host mode are chosen
+// here, once, and recorded so later stages use the same ones.
+import { accessSync, closeSync, constants, existsSync, fstatSync, mkdirSync, openSync } from 'node:fs';
+import { lastStage, reportBuildExitCode } from '../contract.mts';
+import { ScriptFailed, SystemError } from '../errors.mts';
+import { chooseHostName, hostByName, stopMachinesWhere } from '../host/select.mts';
+import { bootArguments, bootBinds, createBootFiles } from '../host/systemd-boot.mts';
+import { unitName } from '../host/systemd-unit.mts';
+import { checkImageAllowed, imageNameFromReference, imageStoreDir, isServedImagePath, resolveImage } from '../image/resolve.mts';
+import {
+  claimJobDir, jobDir, machineName, readJobRecord, removeJobDir, requireJobRecord, writeJobRecord,
+  type BackendName, type JobRecord,
+} from './record.mts';
+import { noteFailedStage } from './keep-failed.mts';
+import { log } from '../log.mts';
+import { isLive, owningAncestorOf, sleep, startTimeOf } from '../proc.mts';
+import { buildNspawnArgs, namesPath, privilegedEnv, systemdVersion, type Bind } from '../nspawn.mts';
+import { imagePersonality } from '../image/personality.mts';
+import { buildsDir, cacheDir, type Settings } from '../settings.mts';
+import { buildShares, findRunnerBinary } from './shares.mts';
+import { findAgent, runScriptThroughAgent, waitForAgent, type Agent } from './stage.mts';
+import { agentBinds, agentPayload, createAgentFiles, ioDirOf } from './stage-agent.mts';
+import { backendByName, chooseBackendName } from '../storage/select.mts';
+
+export interface PrepareRequest {
+  jobId: string;
+  /** What the job asked for: an image name or a docker-style reference. */
+  imageReference: string;
+  /** More binds into the machine (exec's project directory). */
+  binds?: readonly Bind[];
+}
+
+export async function prepareJob(settings: Settings, request: PrepareRequest): Promise<JobRecord> {
+  const image = checkImageAllowed(settings, imageNameFromReference(request.imageReference));
+  const imagePath = resolveImage(settings, image);
+  const host = await hostByName(chooseHostName(settings));
+  const backend = await backendByName(chooseBackendName(settings), settings);
+  const runnerBinary = findRunnerBinary(settings.runnerBinary, { parentPid: process.ppid, pathEnv: process.env.PATH });
+  const dir = claimJobDir(settings, request.jobId);
+  const owner = owningAncestorOf(process.pid);
+  let record: JobRecord = {
+    jobId: request.jobId,
+    machine: machineName(request.jobId),
+    image,
+    imagePath,
+    backend: backend.name,
+    host: host.name,
+    createdAt: new Date().toISOString(),
+    state: 'preparing',
+    preparerPid: process.pid,
+    preparerStartTime: startTimeOf(process.pid),
+    ownerPid: owner,
+    ownerStartTime: startTimeOf(owner),
+  };
+  try {
+    // Written before anything is started, so cleanup can always undo it.
+    writeJobRecord(dir, record);
+    // The record pins the version: old versions are deleted only when no
+    // record names them (image/store.mts). One that was retired between the
+    // resolve and the write is resolved again.
+    for (let attempt = 1; !isServedImagePath(record.imagePath); attempt++) {
+      if (attempt > 3) throw new SystemError(`image ${image} keeps changing under prepare`, 'retry; is a maintenance looping?');
+      record = { ...record, imagePath: resolveImage(settings, image) };
+      writeJobRecord(dir, record);
+    }
+    const personality = imagePersonality(record.imagePath);
+    if (personality) writeJobRecord(dir, record = { ...record, personality });
+    const storageArgs = await backend.prepare(record.imagePath, dir, { privateUsers: settings.privateUsers });
+    // Where machined runs, machines boot as the original's do: systemd in
+    // the machine makes `systemctl` work in jobs and tells when it is up.
+    const boot = host.registers;
+    createAgentFiles(dir, boot);
+    if (boot) createBootFiles(dir);
+    const nspawnArgs = buildNspawnArgs({
+      machine: record.machine,
+      storageArgs,
+      boot,
+      payload: boot ? [...agentPayload(boot), ...bootArguments(settings.network)] : agentPayload(boot),
+      register: host.registers,
+      binds: [...buildShares(settings, runnerBinary), ...agentBinds(dir, boot, settings.privateUsers), ...(boot ? bootBinds(dir) : []),
+        ...(request.binds ?? [])],
+      systemdVersion: await systemdVersion(),
+      network: settings.network,
+      privileged: settings.privileged,
+      personality,
+    });
+    record = await host.start({
+      nspawnArgs,
+      jobDir: dir,
+      imagePath: record.imagePath,
+      boot,
+      readyTimeoutMs: settings.readyTimeoutSeconds * 1000,
+      limits: settings.limits,
+      nspawnEnv: privilegedEnv(settings.privileged),
+      allDevices: settings.privileged,
+      onSpawned: (spawned) => writeJobRecord(dir, spawned),
+    }, record);
+    const started = record;
+    await awaitAgent(record, dir, () => host.leaderOf(started), settings.readyTimeoutSeconds * 1000);
+    record = { ...record, state: 'running' };
+    writeJobRecord(dir, record);
+  } catch (error) {
+    await cleanupJob(settings, request.jobId).catch((cleanupError: Error) =>
+      log.warn(`cleanup after failed prepare: ${cleanupError.message}`));
+    throw error;
+  }
+  log.info(`job ${record.jobId}: machine ${record.machine} on image ${image} (${backend.name} storage, ${host.name} host)`);
+  log.verbose(runnerBinary ? `sharing ${runnerBinary} as gitlab-runner` : 'no gitlab-runner binary to share: cache and artifacts need one in the image');
+  return record;
+}
+
+export interface StageRequest {
+  jobId: string;
+  scriptPath: string;
+  stage: string;
+  shell: string;
+  /** Where the output goes instead of our stdout (exec's per-job prefix). */
+  output?: (chunk: Uint8Array) => void;
+  cancel?: AbortSignal;
+}
+
+/**
+ * The machine's stage agent, once it reads its requests: right after the
+ * start, or after a reboot inside the machine, the machine's systemd may
+ * still be starting it.
+ */
+async function awaitAgent(record: JobRecord, dir: string, leaderOf: () => Promise<number | undefined>, timeoutMs: number): Promise<Agent> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
+    const leader = await leaderOf();
+    if (!leader) throw new SystemError(`machine ${record.machine} of job ${record.jobId} is not running`, 'it stopped or was killed; the job has to be retried');
+    const agent = findAgent(leader);
+    if (agent && (await waitForAgent(ioDirOf(dir), () => isLive(agent.pid, agent.startTime), Math.max(0, deadline - Date.now())))) return agent;
+    if (Date.now() > deadline) {
+      throw new SystemError(`machine ${record.machine} has no stage agent`, `its log: ${dir}/nspawn.log${record.unit ? `, journalctl -M ${record.machine} -u nspawn-runner-agent` : ''}`);
+    }
+    await sleep(delay);
+  }
+}
+
+/** Runs a stage's script in the job's machine; throws ScriptFailed when it fails. */
+export async function runStage(settings: Settings, request: StageRequest): Promise<void> {
+  const record = requireJobRecord(settings, request.jobId);
+  const host = await hostByName(record.host);
+  const dir = jobDir(settings, request.jobId);
+  const agent = await awaitAgent(record, dir, () => host.leaderOf(record), settings.readyTimeoutSeconds * 1000);
+  let scriptFd: number;
+  try {
+    scriptFd = openSync(request.scriptPath, 'r');
+  } catch (error) {
+    throw new SystemError(`cannot read script ${request.scriptPath}: ${(error as NodeJS.ErrnoException).code}`);
+  }
+  let outcome;
+  try {
+    if (!fstatSync(scriptFd).isFile()) throw new SystemError(`script ${request.scriptPath} is not a regular file`);
+    outcome = await runScriptThroughAgent({
+      ioDir: ioDirOf(dir), agent, scriptFd, shell: request.shell, stage: request.stage, output: request.output, cancel: request.cancel,
+    });
+  } finally {
+    closeSync(scriptFd);
+  }
+  if (outcome === 'agent-gone') {
+    // A machine that stopped is the host's failure, retried by GitLab. One
+    // that runs on (a reboot inside the job, the job killing the agent) was
+    // the job's own doing.
+    if (!(await host.leaderOf(record))) throw new SystemError(`machine ${record.machine} stopped during stage ${request.stage}`);
+    throw new ScriptFailed(1, `stage ${request.stage} ended with the machine's stage agent (a reboot or a kill inside the machine)`);
+  }
+  reportBuildExitCode(outcome.code);
+  if (request.stage === lastStage) await reportResources(record, await host.leaderOf(record));
+  if (outcome.code !== 0) {
+    noteFailedStage(settings, request.jobId, request.stage, outcome.code);
+    throw new ScriptFailed(outcome.code, `stage ${request.stage} failed with exit code ${outcome.code}`);
+  }
+}
+
+/** The job log's last line: what the machine used (job/resources.mts, loaded only for this stage). */
+async function reportResources(record: JobRecord, leader: number | undefined): Promise<void> {
+  if (!leader) return;
+  const { formatResourceLine, measureJob } = await import('./resources.mts');
+  log.info(formatResourceLine(measureJob(record, leader)));
+}
+
+/**
+ * Stops the machine and removes everything of the job. A job never prepared
+ * is fine. The machine is also looked for from the host's side, so a record
+ * that is unreadable, corrupt or stale cannot leave it running; what cannot
+ * be stopped or removed is named in the error.
+ */
+export async function cleanupJob(settings: Settings, jobId: string): Promise<boolean> {
+  const dir = jobDir(settings, jobId);
+  if (!existsSync(dir)) {
+    log.verbose(`job ${jobId}: nothing to clean up`);
+    return false;
+  }
+  let record: JobRecord | undefined;
+  try {
+    record = readJobRecord(settings, jobId);
+  } catch (error) {
+    log.warn(`${(error as Error).message}: looking for machine ${machineName(jobId)} on the host instead`);
+  }
+  let stoppedItsUnit = false;
+  if (record) {
+    // Its own host mode stops it best (a unit through systemd); the search
+    // below is the safety net, so a failure here is only worth a warning.
+    await hostByName(record.host).then((host) => host.stop(record)).then(() => {
+      stoppedItsUnit = record.host === 'systemd' && record.machine === machineName(jobId);
+    }).catch((error: Error) => log.warn(`job ${jobId}: stopping ${record.machine}: ${error.message}`));
+  }
+  // The unit named after the job's machine is the one just stopped, if the
+  // record led to it: asking systemd again would cost every cleanup a
+  // process. systemd-nspawn processes are looked for in any case.
+  const stopped = await stopMachinesWhere((commandLine) => namesPath(commandLine, `${dir}/`), stoppedItsUnit ? false : unitName(machineName(jobId)));
+  if (stopped.failed.length) {
+    throw new SystemError(`job ${jobId}: cannot stop its machine: ${stopped.failed.join('; ')}`,
+      `its files stay in ${dir}; retry cleanup, or run "nspawn-runner gc" later`);
+  }
+  if (stopped.machines.length && record) log.warn(`job ${jobId}: stopped ${stopped.machines.join(', ')}, which its record did not lead to`);
+  // Without a record the backend is unknown: each removes only what it made.
+  const left: string[] = [];
+  for (const name of record ? [record.backend] : backendNames) {
+    await backendByName(name, settings).then((backend) => backend.release(dir)).catch((error: Error) =>
+      left.push(`${name} storage (${error.message})`));
+  }
+  await removeJobDir(settings, jobId).catch((error: Error) => left.push(`${dir} (${error.message})`));
+  if (left.length) {
+    throw new SystemError(`job ${jobId}: its machine is stopped, but cleanup cannot remove ${left.join('; ')}`,
+      'remove it by hand; a later cleanup or gc retries');
+  }
+  log.verbose(`job ${jobId}: cleaned up`);
+  // The last job on an old version of its image deletes it.
+  if (record && existsSync(imageStoreDir(settings, record.image))) {
+    const { removeUnusedVersionsQuietly } = await import('../image/retire.mts');
+    await removeUnusedVersionsQuietly(settings, record.image).catch((error: Error) =>
+      log.warn(`removing unused versions of image ${record.image}: ${error.message}`));
+  }
+  return true;
+}
+
+const backendNames: readonly BackendName[] = ['btrfs', 'tmpfs', 'overlay'];
+
+/** Host directories the executor config promises: created before the first job needs them. */
+export function ensureRunnerDirs(settings: Settings): void {
+  // Node's recursive mkdir reports a read-only filesystem as ENOENT: ask first.
+  if (existsSync(settings.root)) accessSync(settings.root, constants.W_OK);
+  for (const dir of [settings.root, buildsDir(settings), cacheDir(settings)]) mkdirSync(dir, { recursive: true });
+}
