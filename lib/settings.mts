@@ -21,6 +21,29 @@ export interface Limits {
   tasksMax?: number;
 }
 
+/** gitlab-runner's pull policies (docs: "Configure how runners pull images"). */
+export type PullPolicy = 'always' | 'if-not-present' | 'never';
+export const pullPolicies = ['always', 'if-not-present', 'never'] as const satisfies readonly PullPolicy[];
+
+/** Images from registries (lib/oci/); README, "OCI images". */
+export interface OciSettings {
+  enabled: boolean;
+  /** Globs of the registries (host[:port], docker.io for Docker Hub) jobs may pull from; undefined allows all. */
+  allowedRegistries: string[] | undefined;
+  /** The policies tried in order when a job asks for none. */
+  pullPolicy: PullPolicy[];
+  /** The policies a job may ask for; undefined: only those of pullPolicy. */
+  allowedPullPolicies: PullPolicy[] | undefined;
+  /** Globs of registries reached over plain http (or https without certificate checks). */
+  insecureRegistries: string[];
+  /** Docker's config.json format: the host's credentials, after the job's DOCKER_AUTH_CONFIG. */
+  credentialsFile: string;
+  /** gc removes pulled images no job has used for this long. */
+  gcUnusedAfterSeconds: number;
+  /** Bound of one pull, and of the wait for another job's pull of the same image. */
+  pullTimeoutSeconds: number;
+}
+
 export interface Settings {
   /** State directory: images are its plain subdirectories, bookkeeping lives in dot-directories. */
   root: string;
@@ -45,6 +68,7 @@ export interface Settings {
   keepBuilds: boolean;
   /** Jobs get every capability, no seccomp filter and every device, like Docker's privileged (see README). */
   privileged: boolean;
+  oci: OciSettings;
 }
 
 export interface SettingsOverrides {
@@ -70,6 +94,18 @@ const defaults: Settings = {
   runnerBinary: 'auto',
   keepBuilds: false,
   privileged: false,
+  oci: {
+    enabled: false,
+    allowedRegistries: undefined,
+    // gitlab-runner's default: a job always gets what the tag names now.
+    pullPolicy: ['always'],
+    allowedPullPolicies: undefined,
+    insecureRegistries: [],
+    // Where `docker login` as root writes, and what gitlab-runner's Docker executor reads.
+    credentialsFile: '/root/.docker/config.json',
+    gcUnusedAfterSeconds: 7 * 86400,
+    pullTimeoutSeconds: 3600,
+  },
 };
 
 export const configFileName = 'nspawn-runner.conf';
@@ -89,6 +125,7 @@ export async function loadSettings(
     ...fromFile,
     configDir,
     limits: { ...defaults.limits, ...fromFile.limits },
+    oci: { ...defaults.oci, ...fromFile.oci },
   };
   settings.root = overrides.root || env.NSPAWN_RUNNER_ROOT || settings.root;
   const origin = (flag: string | undefined, variable: string) =>
@@ -103,7 +140,10 @@ export async function loadSettings(
 }
 
 /** The config file is optional; yaml is loaded only when there is one, to keep stages fast. */
-async function readConfigFile(path: string, required: boolean): Promise<Partial<Settings>> {
+/** What a config file sets: any setting, and any part of the oci section. */
+export type FileSettings = Partial<Omit<Settings, 'oci'>> & { oci?: Partial<OciSettings> };
+
+async function readConfigFile(path: string, required: boolean): Promise<FileSettings> {
   if (!existsSync(path)) {
     if (required) throw new SystemError(`config file ${path} not found`);
     return {};
@@ -113,10 +153,10 @@ async function readConfigFile(path: string, required: boolean): Promise<Partial<
 }
 
 /** Narrows a parsed config document; every error names the file and the key. */
-export function parseConfigDocument(data: unknown, file: string): Partial<Settings> {
+export function parseConfigDocument(data: unknown, file: string): FileSettings {
   if (data === null || data === undefined) return {};
   const doc = asRecord(data, file, '(top level)');
-  const result: Partial<Settings> = {};
+  const result: FileSettings = {};
   for (const [key, value] of Object.entries(doc)) {
     switch (key) {
       case 'root': result.root = asString(value, file, key); break;
@@ -132,6 +172,7 @@ export function parseConfigDocument(data: unknown, file: string): Partial<Settin
       case 'gitlab_runner': result.runnerBinary = asRunnerBinary(value, file, key); break;
       case 'keep_builds': result.keepBuilds = asBoolean(value, file, key); break;
       case 'privileged': result.privileged = asBoolean(value, file, key); break;
+      case 'oci': result.oci = parseOci(value, file); break;
       default: throw new SystemError(`${file}: unknown key "${key}"`, 'see README.md, "Configuration"');
     }
   }
@@ -153,6 +194,49 @@ function parseLimits(value: unknown, file: string): Limits {
     }
   }
   return limits;
+}
+
+function parseOci(value: unknown, file: string): Partial<OciSettings> {
+  const oci: Partial<OciSettings> = {};
+  for (const [key, item] of Object.entries(asRecord(value, file, 'oci'))) {
+    const where = `oci.${key}`;
+    switch (key) {
+      case 'enabled': oci.enabled = asBoolean(item, file, where); break;
+      case 'allowed_registries': oci.allowedRegistries = asStringList(item, file, where); break;
+      case 'pull_policy': oci.pullPolicy = asPullPolicies(item, file, where); break;
+      case 'allowed_pull_policies': oci.allowedPullPolicies = asPullPolicies(item, file, where); break;
+      case 'insecure_registries': oci.insecureRegistries = asStringList(item, file, where); break;
+      case 'credentials_file': oci.credentialsFile = asAbsolutePath(item, file, where); break;
+      case 'gc_unused_after': oci.gcUnusedAfterSeconds = asDuration(item, file, where); break;
+      case 'pull_timeout': oci.pullTimeoutSeconds = asDuration(item, file, where); break;
+      default: throw new SystemError(`${file}: unknown key "${where}"`, 'see README.md, "OCI images"');
+    }
+  }
+  return oci;
+}
+
+/** One policy or a list, as gitlab-runner's pull_policy takes them. */
+function asPullPolicies(value: unknown, file: string, key: string): PullPolicy[] {
+  const list = typeof value === 'string' ? [value] : value;
+  if (Array.isArray(list) && list.length > 0 && list.every((item) => (pullPolicies as readonly unknown[]).includes(item))) {
+    return [...new Set(list as PullPolicy[])];
+  }
+  throw new SystemError(`${file}: ${key} must be one of ${pullPolicies.join(', ')}, or a non-empty list of them`);
+}
+
+function asAbsolutePath(value: unknown, file: string, key: string): string {
+  const text = asString(value, file, key);
+  if (text.startsWith('/')) return text;
+  throw new SystemError(`${file}: ${key} must be an absolute path`);
+}
+
+const durationUnits: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** Seconds, or a number with s, m, h or d: 90, 30m, 12h, 7d. 0 is allowed. */
+export function asDuration(value: unknown, file: string, key: string): number {
+  const match = /^(\d+)([smhd]?)$/.exec(String(value));
+  if ((typeof value === 'number' || typeof value === 'string') && match) return Number(match[1]) * durationUnits[match[2] || 's']!;
+  throw new SystemError(`${file}: ${key} must be a duration such as 3600, 30m, 12h or 7d`);
 }
 
 export function parseChoice<T extends string>(value: string, choices: readonly T[], key: string, source: string): T {
