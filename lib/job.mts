@@ -53,6 +53,8 @@ export interface JobRecord {
   leaderStartTime?: string;
   /** systemd host: the transient unit running systemd-nspawn. */
   unit?: string;
+  /** A pulled OCI image (image is then its reference): its key in <root>/.oci/images. */
+  oci?: { key: string; digest: string };
 }
 
 /**

@@ -1,6 +1,6 @@
 // prepare_exec: starts the job's machine and returns when it can run commands.
 import { main } from '../lib/cli.mts';
-import { jobIdFromEnv, jobImageFromEnv } from '../lib/contract.mts';
+import { jobIdFromEnv, jobImageSpecFromEnv, jobVariableFromEnv } from '../lib/contract.mts';
 import { SystemError } from '../lib/errors.mts';
 import { sweepOrphanedJobs } from '../lib/gc.mts';
 import { parseJobId } from '../lib/job.mts';
@@ -19,10 +19,13 @@ await main({
   needsRoot: true,
 }, async (args, settings) => {
   const jobId = parseJobId(args.id ?? jobIdFromEnv());
-  const imageReference = args._[0] ?? jobImageFromEnv() ?? args['default-image'] ?? settings.defaultImage;
+  const jobImage = args._[0] === undefined ? jobImageSpecFromEnv() : undefined;
+  const imageReference = args._[0] ?? jobImage?.name ?? args['default-image'] ?? settings.defaultImage;
   if (!imageReference) throw new SystemError('no image for this job', 'give the job an image:, or pass --default-image');
   ensureRunnerDirs(settings);
   // Cheap: job records only. A crashed job with this id is cleaned here too.
   await sweepOrphanedJobs(settings);
-  await prepareJob(settings, { jobId, imageReference: String(imageReference) });
+  await prepareJob(settings, {
+    jobId, imageReference: String(imageReference), jobImage, jobAuthConfig: jobVariableFromEnv('DOCKER_AUTH_CONFIG'),
+  });
 });
