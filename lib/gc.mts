@@ -12,6 +12,7 @@ import { cleanupJob } from './machine.mts';
 import { removeTree } from './mounts.mts';
 import { escapeColons } from './nspawn.mts';
 import { isRunning, startTimeOf } from './proc.mts';
+import type { OciGcReport } from './oci/gc.mts';
 import { jobsDir, type Settings } from './settings.mts';
 
 export type JobHealth = 'preparing' | 'running' | 'orphaned';
@@ -85,6 +86,8 @@ export interface GcReport {
   /** Image versions no job or machine uses any more, as NAME/VERSION. */
   versions: string[];
   shifted: string[];
+  /** Pulled OCI images unused for oci.gc_unused_after, their blobs, and what killed pulls left. */
+  oci: OciGcReport;
 }
 
 /** The full collection, for the gc command and its timer. */
@@ -103,8 +106,10 @@ export async function collectGarbage(settings: Settings): Promise<GcReport> {
   const versions = await sweepImageVersions(settings);
   // uid-shifted copies (private_users) of image trees that are gone.
   const { removeShiftedTrees } = await import('./storage/shifted.mts');
+  const { collectOciGarbage } = await import('./oci/gc.mts');
+  const oci = await collectOciGarbage(settings);
   const shifted = await removeShiftedTrees(settings, (source) => !existsSync(source));
-  return { jobs, strayMachines: stray.machines, staging, versions, shifted };
+  return { jobs, strayMachines: stray.machines, staging, versions, shifted, oci };
 }
 
 function escapeRegExp(text: string): string {
