@@ -129,6 +129,8 @@ async function sweepStaging(settings: Settings): Promise<string[]> {
     }
     if (owner !== undefined && !isDeadStaging(owner)) continue;
     log.info(`removing what a killed pull left: ${dir}`);
+    await removeTree(`${dir}/image/tree`);
+    await removeTree(`${dir}/tree`);
     await removeTree(dir);
     removed.push(entry);
   }
@@ -147,6 +149,8 @@ async function removeIfUnused(settings: Settings, key: string): Promise<boolean>
   // Out of sight first, in one rename; then deleted at leisure.
   const aside = `${stagingRoot(settings)}/gc-${process.pid}-${randomBytes(4).toString('hex')}`;
   renameSync(imageDir(settings, key), aside);
+  // The tree first: a read-only subvolume on btrfs, which only its own deletion removes.
+  await removeTree(`${aside}/tree`);
   await removeTree(aside);
   // uid-shifted copies (private_users on overlay) are keyed by the tree's real path.
   await removeShiftedTrees(settings, (source) => source.endsWith(`/.oci/images/${key}/tree`));

@@ -98,6 +98,8 @@ function openSession(settings: Settings, request: ObtainRequest): Session {
     async dispose() {
       if (authFile) rmSync(authFile, { force: true });
       for (const signal of signals) process.off(signal, onSignal);
+      // An image that was not published: its tree may be a read-only subvolume.
+      if (staging) await removeTree(`${staging}/image/tree`);
       if (staging) await removeTree(staging);
     },
   };

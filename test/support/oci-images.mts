@@ -96,7 +96,7 @@ export function buildTestImages(registry: Registry, prefix = 'test', authFile?: 
 }
 
 /** An image made of one hand-written, uncompressed layer (tar bytes), pushed as repository:tag. */
-export function pushRawLayerImage(registry: Registry, repository: string, tar: Buffer, base = true): PushedImage {
+export function pushRawLayerImage(registry: Registry, repository: string, tar: Buffer, base = true, authFile?: string): PushedImage {
   const work = mkdtempSync(`${tmpdir()}/nsr-oci-raw-`);
   try {
     const layout = `${work}/layout`;
@@ -105,7 +105,7 @@ export function pushRawLayerImage(registry: Registry, repository: string, tar: B
     if (base) umoci(['insert', `--image=${layout}:raw`, '--', makeOciBusyboxTree(`${work}/busybox`), '/']);
     writeFileSync(`${work}/layer.tar`, tar);
     umoci(['raw', 'add-layer', `--image=${layout}:raw`, '--', `${work}/layer.tar`]);
-    return pushLayout(layout, 'raw', registry, repository);
+    return pushLayout(layout, 'raw', registry, repository, authFile);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
