@@ -8,12 +8,14 @@ import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import minimist from 'minimist';
 import { createSubvolume, isBtrfs } from '../lib/btrfs.mts';
-import { makeBusyboxImage } from '../test/support/images.mts';
+import { debianRoot, makeBusyboxImage } from '../test/support/images.mts';
+import { measureOci } from './oci-bench.mts';
 
-const args = minimist(process.argv.slice(2), { string: ['runs', 'backends'], boolean: ['help'] });
+const args = minimist(process.argv.slice(2), { string: ['runs', 'backends', 'large-runs'], boolean: ['help', 'skip-oci'] });
 if (args.help) {
-  process.stdout.write('usage: npm run bench -- [--runs N] [--backends overlay,tmpfs,btrfs]\n' +
-    'Times config, prepare, run (script `true`) and cleanup against the raw nspawn/nsenter floor.\n');
+  process.stdout.write('usage: npm run bench -- [--runs N] [--backends overlay,tmpfs,btrfs] [--large-runs N] [--skip-oci]\n' +
+    'Times config, prepare, run (script `true`) and cleanup against the raw nspawn/nsenter floor,\n' +
+    'then OCI pulls against skopeo+umoci by hand, warm prepares on pulled images, and shared blobs.\n');
   process.exit(0);
 }
 const runs = Number(args.runs ?? 15);
@@ -117,6 +119,11 @@ try {
   for (const row of stages) {
     const stage = row.name.split(': ')[1]!;
     lines.push(`  ${row.name.padEnd(34)} ${row.ms.toFixed(1).padStart(7)} ms   ${(row.ms / ratioBase[stage]!).toFixed(2)}x`);
+  }
+  if (!args['skip-oci']) {
+    lines.push('', ...await measureOci({
+      executable, work, runs, largeRuns: Number(args['large-runs'] ?? 3), debianRoot, median,
+    }));
   }
   process.stdout.write(`${lines.join('\n')}\n`);
 } finally {
