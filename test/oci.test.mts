@@ -230,6 +230,10 @@ describe('OCI images from a loopback registry', () => {
     assert.deepEqual(findFiles(state.root, 'auth.json'), []);
     await state.run(['cleanup', '--id', 'oci-16']);
     jobs.delete('oci-16');
+    // What the cancelled pull left is gc's.
+    const gc = await state.run(['gc', '--json']);
+    assert.equal((JSON.parse(gc.stdout) as { oci: { staging: string[] } }).oci.staging.length, 1, gc.stderr);
+    assert.deepEqual(storeEntries(state.root, 'staging'), []);
   });
 
   test('bad references and refused images fail the job at once with one line; an unreachable registry fails the runner; nothing is left', async () => {
