@@ -8,7 +8,7 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { SystemError } from './errors.mts';
-import { run, shellJoin } from './exec.mts';
+import { shellJoin, zx } from './exec.mts';
 import { log } from './log.mts';
 import { imageNspawnFlags } from './nspawn.mts';
 
@@ -78,12 +78,11 @@ export async function runPlaybook(request: PlaybookRun): Promise<void> {
     writeFileSync(`${workDir}/inventory.json`, `${JSON.stringify(buildInventory(request, wrapper), null, 1)}\n`);
     writeFileSync(`${workDir}/ansible.cfg`, buildAnsibleConfig(workDir));
     log.info(`image ${request.image}: running ${request.playbook}; ansible's output follows`);
-    const result = await run(buildPlaybookArgs(request.playbook), {
-      env: { ...process.env, ANSIBLE_CONFIG: `${workDir}/ansible.cfg` },
-      stdio: ['ignore', 2, 2],
-    });
-    if (result.code !== 0 || result.signal) {
-      throw new SystemError(`playbook ${request.playbook} failed for image ${request.image} (${result.signal ?? `exit ${result.code}`})`,
+    const $ = await zx();
+    const env = { ...process.env, ANSIBLE_CONFIG: `${workDir}/ansible.cfg` };
+    const result = await $({ env, stdio: ['ignore', 2, 2], nothrow: true })`${buildPlaybookArgs(request.playbook)}`;
+    if (!result.ok) {
+      throw new SystemError(`playbook ${request.playbook} failed for image ${request.image} (${result.signal ?? `exit ${result.exitCode}`})`,
         'see ansible\'s output above; the image was not changed');
     }
   } finally {

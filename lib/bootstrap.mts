@@ -3,7 +3,7 @@
 // published is the image store's business (image-store.mts, lifecycle.mts).
 import { existsSync, mkdirSync, mkdtempSync, realpathSync, renameSync, rmSync } from 'node:fs';
 import { JobError, SystemError } from './errors.mts';
-import { check, run } from './exec.mts';
+import { haveCommand, missingBinaryError, zx } from './exec.mts';
 import { claimStaging } from './gc.mts';
 import { imagePath, validateImageName } from './image.mts';
 import { listJobRecords } from './job.mts';
@@ -63,10 +63,6 @@ export function buildBootstrapArgs(options: BootstrapOptions, target: string, ea
   return argv;
 }
 
-export async function haveCommand(name: string): Promise<boolean> {
-  return (await run(['sh', '-c', 'command -v "$1"', 'sh', name])).code === 0;
-}
-
 /** Where each creation setting can come from, strongest first. */
 export interface CreateSources {
   commandLine?: Partial<BootstrapOptions>;
@@ -108,18 +104,17 @@ export function resolveCreateOptions(sources: CreateSources, suiteFallback: stri
  */
 export async function bootstrapTree(target: string, options: BootstrapOptions, label: string): Promise<void> {
   validateBootstrapOptions(options);
-  if (!(await haveCommand(options.bootstrapper))) {
-    throw new SystemError(`${options.bootstrapper} not found`, `install the Debian package ${options.bootstrapper}`);
-  }
+  if (!(await haveCommand(options.bootstrapper))) throw missingBinaryError(options.bootstrapper);
   // Both bootstrappers accept an existing empty target; mmdebstrap wants one.
   if (isBtrfs(target.slice(0, target.lastIndexOf('/')))) await createSubvolume(target);
   else if (options.bootstrapper === 'mmdebstrap') mkdirSync(target);
   const argv = buildBootstrapArgs(options, target, await haveCommand('eatmydata'));
   log.info(`${label}: ${options.bootstrapper} ${options.suite}${options.arch ? ` (${options.arch})` : ''}; progress follows`);
   // Progress goes to stderr: stdout is reserved for machine-readable output.
-  const result = await run(argv, { stdio: ['ignore', 2, 2] });
-  if (result.code !== 0 || result.signal) {
-    throw new SystemError(`${options.bootstrapper} failed for ${label} (${result.signal ?? `exit ${result.code}`})`,
+  const $ = await zx();
+  const result = await $({ stdio: ['ignore', 2, 2], nothrow: true })`${argv}`;
+  if (!result.ok) {
+    throw new SystemError(`${options.bootstrapper} failed for ${label} (${result.signal ?? `exit ${result.exitCode}`})`,
       'see its output above; check the suite, mirror, architecture and network');
   }
   // debootstrap copies the build host's /etc/hostname; a booted machine
@@ -148,7 +143,8 @@ export async function convertImageToSubvolume(settings: Settings, name: string):
   try {
     await createSubvolume(`${workDir}/tree`);
     log.info(`copying image ${name} into a subvolume (reflinks, no data is duplicated)`);
-    await check(['cp', '-a', '--reflink=always', '--', `${target}/.`, `${workDir}/tree/`]);
+    const $ = await zx();
+    await $`cp -a --reflink=always -- ${`${target}/.`} ${`${workDir}/tree/`}`;
     renameSync(target, `${workDir}/old`);
     renameSync(`${workDir}/tree`, target);
     return 'converted';

@@ -2,7 +2,7 @@
 import { renameSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import { SystemError } from './errors.mts';
-import { run } from './exec.mts';
+import { zx } from './exec.mts';
 import { imagePath, imageStoreDir, validateImageName } from './image.mts';
 import { jobsOnImage, removeUnusedVersions } from './image-retire.mts';
 import {
@@ -49,7 +49,8 @@ export async function loginImage(settings: Settings, name: string, command: stri
     process.on('SIGINT', ignore).on('SIGQUIT', ignore);
     let code: number;
     try {
-      code = (await run(argv, { stdio: 'inherit' })).code;
+      const $ = await zx();
+      code = (await $({ stdio: 'inherit', nothrow: true })`${argv}`).exitCode ?? 128;
     } finally {
       process.off('SIGINT', ignore).off('SIGQUIT', ignore);
     }

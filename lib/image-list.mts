@@ -2,7 +2,7 @@
 // directories, playbooks, and stores whose versions jobs still use.
 import { readdirSync, realpathSync } from 'node:fs';
 import { isSubvolume } from './btrfs.mts';
-import { run } from './exec.mts';
+import { zx } from './exec.mts';
 import { imagePath, imagesDir, isImageName, listImageNames } from './image.mts';
 import { readImageMeta, type ImageMeta } from './image-meta.mts';
 import { jobsOnImage } from './image-retire.mts';
@@ -44,9 +44,10 @@ export function listAllImageNames(settings: Settings): string[] {
 }
 
 async function diskUsage(path: string): Promise<number | null> {
-  const result = await run(['du', '-s', '-x', '--block-size=1', '--', path]);
-  const bytes = Number(result.stdout.split('\t')[0]);
-  return result.code === 0 && Number.isFinite(bytes) ? bytes : null;
+  const $ = await zx();
+  const du = await $({ nothrow: true })`du -s -x --block-size=1 -- ${path}`;
+  const bytes = Number(du.stdout.split('\t')[0]);
+  return du.ok && Number.isFinite(bytes) ? bytes : null;
 }
 
 export async function listImages(settings: Settings, withSize = true): Promise<ImageRow[]> {

@@ -17,7 +17,7 @@ import {
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { createSubvolume, isBtrfs, isSubvolume, snapshotSubvolume } from './btrfs.mts';
-import { check } from './exec.mts';
+import { zx } from './exec.mts';
 import { imagePath, imageStoreDir } from './image.mts';
 import { lockOrFail, type Lock } from './lock.mts';
 import { log } from './log.mts';
@@ -90,7 +90,8 @@ export async function cloneTree(source: string, target: string): Promise<void> {
   if (onBtrfs) await createSubvolume(target);
   log.verbose(`copying ${source} (${onBtrfs ? 'reflinks' : 'a full copy where the filesystem cannot share blocks'})`);
   // -a keeps owners, modes, hard links, ACLs and xattrs (file capabilities).
-  await check(['cp', '-a', '--reflink=auto', '--no-target-directory', '--', source, target]);
+  const $ = await zx();
+  await $`cp -a --reflink=auto --no-target-directory -- ${source} ${target}`;
 }
 
 /** Points NAME at version, atomically: a new symlink renamed over the old one. */

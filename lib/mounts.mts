@@ -1,7 +1,7 @@
 // Mount points and safe removal. A tree a bootstrap or a machine used may
 // still have /proc, /sys or a bind of /dev mounted inside it after a crash:
 // deleting through such a mount would delete the host's files. Unmount first.
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, type Dirent } from 'node:fs';
 import { deleteSubvolume, isSubvolume } from './btrfs.mts';
 import { SystemError } from './errors.mts';
 import { run } from './exec.mts';
@@ -24,6 +24,8 @@ export function mountsUnder(path: string, points: string[] = mountPoints()): str
 }
 
 export async function unmountUnder(path: string): Promise<void> {
+  // The lean run(), not zx: cleanup of a tmpfs job unmounts, and zx's import
+  // alone (~30 ms) would double a cleanup (exec.mts).
   for (const point of mountsUnder(path)) {
     const result = await run(['umount', '--', point]);
     // A busy mount is detached lazily: it disappears from the tree at once.
@@ -41,5 +43,33 @@ export async function removeTree(path: string): Promise<void> {
   if (!existsSync(path)) return;
   await unmountUnder(path);
   if (isSubvolume(path) && (await deleteSubvolume(path))) return;
-  rmSync(path, { recursive: true, force: true });
+  try {
+    rmSync(path, { recursive: true, force: true });
+  } catch (error) {
+    // Bun's error names only path itself, whatever failed below it. rm has
+    // removed all it could, so what is left names the culprits.
+    const { code, message } = error as NodeJS.ErrnoException;
+    throw Object.assign(new Error(`${message}; left: ${leftBelow(path).join(', ')}`), { code });
+  }
+}
+
+/** The deepest entries left under path (files, empty directories), a few of them. */
+function leftBelow(path: string, limit = 3): string[] {
+  const found: string[] = [];
+  const visit = (dir: string): void => {
+    let entries: Dirent[] = [];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      // unreadable: it is what is left
+    }
+    if (entries.length === 0 && dir !== path) found.push(dir);
+    for (const entry of entries) {
+      if (found.length >= limit) return;
+      if (entry.isDirectory()) visit(`${dir}/${entry.name}`);
+      else found.push(`${dir}/${entry.name}`);
+    }
+  };
+  visit(path);
+  return found.length ? found : [path];
 }

@@ -152,6 +152,7 @@ export async function systemdVersion(): Promise<number> {
       // not this distribution's layout
     }
   }
+  // In prepare: the lean run(), not zx (~30 ms to import, exec.mts).
   const result = await run(['systemd-nspawn', '--version']);
   return (cachedVersion = Number(/systemd (\d+)/.exec(result.stdout)?.[1] ?? 0));
 }

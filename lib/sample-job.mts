@@ -3,7 +3,7 @@
 // script in a file and the stage name, cleanup at the end whatever happened.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { $ } from 'zx/core';
+import { zx } from './exec.mts';
 import { log } from './log.mts';
 
 export interface SampleJobOptions {
@@ -51,10 +51,11 @@ export async function runSampleJob(options: SampleJobOptions): Promise<number> {
     BUILD_FAILURE_EXIT_CODE: '1',
     SYSTEM_FAILURE_EXIT_CODE: '2',
   };
-  const runner = $({ env, stdio: ['ignore', 'inherit', 'inherit'], verbose: false, quiet: true, nothrow: true });
+  const $ = await zx();
+  const runner = $({ env, stdio: ['ignore', 'inherit', 'inherit'], nothrow: true });
   const nspawnRunner = (...args: string[]) => runner`${options.executable} ${options.globalArgs} ${args}`;
   try {
-    const config = await $({ env, quiet: true, nothrow: true })`${options.executable} ${options.globalArgs} gitlab-config`;
+    const config = await $({ env, nothrow: true })`${options.executable} ${options.globalArgs} gitlab-config`;
     if (config.exitCode !== 0) return config.exitCode ?? 1;
     const { builds_dir: buildsDir } = JSON.parse(config.stdout) as { builds_dir: string };
     log.info(`config: ${config.stdout.trim()}`);

@@ -48,18 +48,23 @@ export interface StageSetup {
 export const defaultStageSetup: StageSetup = { env: stageEnv, workdir: '/' };
 
 /**
- * POSIX sh, for dash, bash and busybox ash alike. setsid gives each stage a
- * session, so a cancel reaches the stage's processes and nothing else; the
- * status is renamed into place so the host never reads half of it. The FIFO
+ * POSIX sh, for dash, bash and busybox ash alike. It first replaces its
+ * environment (nspawn's or the machine's systemd's) with the stages' own,
+ * once, so a stage costs no env(1): our defaults, or an OCI image's Env over
+ * them, written in as quoted words. setsid gives each stage a session, so a
+ * cancel reaches the stage's processes and nothing else. The status is one
+ * write of a few bytes; the host takes an empty file for "not yet". The FIFO
  * is held open for writing too, so it never reports end-of-file between
- * requests. A shell the image lacks (bash on alpine or busybox) falls back to
- * sh, as the Docker executor's shell detection does. The environment and the
- * working directory are the job's image's, written in as quoted words.
+ * requests. Stages start in the image's WorkingDir (made when missing, as
+ * docker does), and a shell the image lacks (bash on alpine or busybox)
+ * falls back to sh, as the Docker executor's shell detection does.
  */
 export function buildAgentScript(setup: StageSetup = defaultStageSetup): string {
   const workdir = shellWord(setup.workdir);
   return `#!/bin/sh
 # nspawn-runner stage agent (lib/stage-agent.mts): starts each stage's script.
+[ "$NSPAWN_RUNNER_AGENT" = 1 ] || exec env -i NSPAWN_RUNNER_AGENT=1 ${setup.env.map(shellWord).join(' ')} /bin/sh "$0" "$@"
+unset NSPAWN_RUNNER_AGENT
 io=\${1:?usage: agent IO_DIR}
 ${setup.workdir === '/' ? '' : `mkdir -p ${workdir} 2>/dev/null
 `}cd ${workdir} 2>/dev/null || cd / || exit 1
@@ -72,10 +77,9 @@ while read -r token shell <&3; do
     /*) [ -x "$shell" ] || shell=/bin/sh ;;
     *) command -v "$shell" >/dev/null 2>&1 || shell=sh ;;
   esac
-  env -i ${setup.env.map(shellWord).join(' ')} setsid "$shell" "$io/$token.sh" </dev/null >>"$io/output" 2>&1 3<&- &
+  setsid "$shell" "$io/$token.sh" </dev/null >>"$io/output" 2>&1 3<&- &
   wait $!
-  echo $? >"$io/$token.status-new" 3<&-
-  mv -f "$io/$token.status-new" "$io/$token.status" 3<&-
+  echo $? >"$io/$token.status"
 done
 `;
 }

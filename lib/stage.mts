@@ -116,6 +116,8 @@ function readStatus(path: string): number | undefined {
   }
   try {
     const text = readFileSync(fd, 'utf8').trim();
+    // Created, not yet written: the agent's echo is one write.
+    if (text === '') return undefined;
     const code = Number(text);
     if (!/^\d{1,3}$/.test(text) || code > 255) throw new SystemError(`the stage agent reported ${JSON.stringify(text.slice(0, 20))}`);
     return code;

@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // chroot-create: bootstraps a Debian image into the state directory, then
 // applies its playbook if it has one.
 import { main } from '../lib/cli.mts';

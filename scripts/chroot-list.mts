@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // chroot-list: every image with its storage, size, maintenance and jobs, on stdout.
 import { main } from '../lib/cli.mts';
 import { formatImageTable, listImages } from '../lib/image-list.mts';

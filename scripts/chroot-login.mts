@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // chroot-login: a root shell, or one command, in an image, for maintenance by hand.
 import { main } from '../lib/cli.mts';
 import { UsageError } from '../lib/errors.mts';

@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // chroot-maintenance: brings every image with a playbook (or the named ones)
 // up to date. Meant for a systemd timer (contrib/).
 import { main } from '../lib/cli.mts';

@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // chroot-push: exports a local image as an OCI image to a registry.
 import { main } from '../lib/cli.mts';
 import { UsageError } from '../lib/errors.mts';

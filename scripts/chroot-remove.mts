@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // chroot-remove: removes an image and every version of it no job uses.
 import { main } from '../lib/cli.mts';
 import { UsageError } from '../lib/errors.mts';

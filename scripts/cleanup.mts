@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // cleanup_exec: stops the job's machine and removes everything it left.
 import { main } from '../lib/cli.mts';
 import { jobIdFromEnv } from '../lib/contract.mts';

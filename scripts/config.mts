@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // config_exec: prints the JSON gitlab-runner reads. Nothing else on stdout.
 import { main } from '../lib/cli.mts';
 import { buildExecutorConfig } from '../lib/contract.mts';

@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // gc: removes what crashed jobs left behind, never touching a live job.
 import { main } from '../lib/cli.mts';
 import { collectGarbage } from '../lib/gc.mts';

@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // The single entry point: `nspawn-runner [global options] COMMAND [args]`,
 // with the original Python nspawn-runner's command names, so its users switch
 // by changing one path in config.toml.
@@ -43,6 +45,6 @@ if (!name || !(name in commands)) {
   process.exit(asked && !given ? 0 : 2);
 }
 process.argv = [process.argv[0]!, name, ...argv.slice(0, index), ...argv.slice(index + 1)];
-// Each command is its own self-contained bundle (build.mjs), loaded by path:
-// a stage parses only its own code, not every command's.
-await import(new URL(`./${commands[name]!.file}.mjs`, import.meta.url).href);
+// Each command is its own script, imported from source: a stage loads only
+// its own modules, not every command's, and an edit takes effect at once.
+await import(`./${commands[name]!.file}.mts`);

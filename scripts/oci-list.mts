@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // oci-list: the pulled OCI images, on stdout.
 import { main } from '../lib/cli.mts';
 import { writeAll } from '../lib/log.mts';

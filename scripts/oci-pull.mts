@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // oci-pull: pulls an OCI image into the store ahead of the jobs that use it.
 import { main } from '../lib/cli.mts';
 import { UsageError } from '../lib/errors.mts';

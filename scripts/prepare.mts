@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // prepare_exec: starts the job's machine and returns when it can run commands.
 import { main } from '../lib/cli.mts';
 import { jobIdFromEnv, jobImageSpecFromEnv, jobVariableFromEnv } from '../lib/contract.mts';

@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // run_exec: runs one stage's script inside the job's machine.
 import { main } from '../lib/cli.mts';
 import { jobIdFromEnv } from '../lib/contract.mts';

@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // sample-job: the README's first command. Runs a sample CI job through every
 // stage on the default image, creating that image first if it is missing.
 import { existsSync, realpathSync } from 'node:fs';

@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // shell: a throw-away copy of a CI image for a person, as themselves, via sudo.
 import { realpathSync, statSync } from 'node:fs';
 import { main } from '../lib/cli.mts';

@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // ssh-session: one ssh connection's machine, started by the ssh-units service.
 import { main } from '../lib/cli.mts';
 import { UsageError } from '../lib/errors.mts';

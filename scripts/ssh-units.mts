@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // ssh-units: writes the socket and service units of the ssh-executor mode.
 import { existsSync, realpathSync, writeFileSync } from 'node:fs';
 import { main } from '../lib/cli.mts';

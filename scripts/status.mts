@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // status: the jobs this runner has right now.
 import { main } from '../lib/cli.mts';
 import { listJobStatus } from '../lib/gc.mts';

@@ -1,3 +1,5 @@
+#!/bin/sh
+//bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // toml: prints the config.toml snippet that points gitlab-runner at us.
 import { realpathSync } from 'node:fs';
 import { stringify } from 'smol-toml';

@@ -10,8 +10,8 @@ test('bootstrap argv', () => {
   const cases: Array<[Partial<BootstrapOptions>, boolean, string[]]> = [
     [{}, false, ['debootstrap', '--variant=minbase', include, 'bookworm', '/t']],
     [{}, true, ['eatmydata', 'debootstrap', '--variant=minbase', include, 'bookworm', '/t']],
-    [{ arch: 'i386', mirror: 'http://deb.debian.org/debian', packages: ['make', 'git'] }, false,
-      ['debootstrap', '--variant=minbase', `${include},make`, '--arch=i386', 'bookworm', '/t', 'http://deb.debian.org/debian']],
+    [{ arch: 'i386', mirror: 'http://mirror.example.org/debian', packages: ['make', 'git'] }, false,
+      ['debootstrap', '--variant=minbase', `${include},make`, '--arch=i386', 'bookworm', '/t', 'http://mirror.example.org/debian']],
     [{ bootstrapper: 'mmdebstrap', components: ['main', 'contrib'] }, false,
       ['mmdebstrap', '--variant=minbase', include, '--format=directory', '--components=main,contrib', 'bookworm', '/t']],
   ];
@@ -31,8 +31,8 @@ test('creation settings: command line, then playbook, then the previous creation
       { suite: 'bookworm', arch: 'i386', packages: ['make'], bootstrapper: 'debootstrap' }],
     [{ commandLine: { suite: 'sid', packages: [] }, playbook: { suite: 'bookworm', packages: ['make'], bootstrapper: 'mmdebstrap' } }, 'unstable',
       { suite: 'sid', packages: [], bootstrapper: 'mmdebstrap' }],
-    [{ playbook: { mirror: 'http://m/debian' }, recorded: { suite: 'trixie', components: ['main', 'contrib'], packages: ['gcc'], bootstrapper: 'debootstrap' } }, undefined,
-      { suite: 'trixie', mirror: 'http://m/debian', components: ['main', 'contrib'], packages: ['gcc'], bootstrapper: 'debootstrap' }],
+    [{ playbook: { mirror: 'http://mirror.example.org/debian' }, recorded: { suite: 'trixie', components: ['main', 'contrib'], packages: ['gcc'], bootstrapper: 'debootstrap' } }, undefined,
+      { suite: 'trixie', mirror: 'http://mirror.example.org/debian', components: ['main', 'contrib'], packages: ['gcc'], bootstrapper: 'debootstrap' }],
   ];
   for (const [sources, fallback, expected] of cases) assert.deepEqual(resolveCreateOptions(sources, fallback), expected);
 });

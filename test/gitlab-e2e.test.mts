@@ -1,14 +1,12 @@
-// Whole CI jobs, as GitLab sees them: a coordinator hands out a job, a runner
-// drives our executor through every stage (the [[runners]] section our `toml`
-// command prints), and the test reads what reached the coordinator: the final
-// state, failure_reason, exit_code, the log and the artifacts. Sources come
-// from a git server on loopback, cloned inside the machine; jobs run on the
-// cached Debian image, and on busybox where that suffices.
-//
-// The suite runs once per runner: the real `gitlab-runner run-single` when
-// test/support/install-gitlab-runner.sh could build it (skipped with its
-// reason otherwise), and always the simulated runner that follows
-// gitlab-runner's custom executor code (support/simulated-runner.mts).
+// Whole CI jobs, as GitLab sees them: a coordinator hands out a job, the real
+// `gitlab-runner run-single` drives our executor through every stage (the
+// [[runners]] section our `toml` command prints), and the test reads what
+// reached the coordinator: the final state, failure_reason, exit_code, the log
+// and the artifacts. Sources come from a git server on loopback, cloned inside
+// the machine; jobs run on the cached Debian image, and on busybox where that
+// suffices. gitlab-runner is built by test/support/install-gitlab-runner.sh;
+// when it cannot be, the suite fails with the build's reason (see
+// support/gitlab-runner.mts for the one opt-out).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -17,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { Coordinator, type JobSpec, type ServerJob } from './support/coordinator.mts';
 import { GitServer } from './support/git-server.mts';
-import { runnerDrivers } from './support/gitlab-runner.mts';
+import { gitlabRunnerBinary, gitlabRunnerOptOut, runSingle } from './support/gitlab-runner.mts';
 import { debianImage, debianRoot, ensureDebianImage, makeBusyboxImage } from './support/images.mts';
 import { leftoversOf } from './support/leftovers.mts';
 import { runnerSection, type RunnerSection } from './support/runner-config.mts';
@@ -58,13 +56,15 @@ function filesNamed(dir: string, name: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((path) => path.endsWith(`/${name}`));
 }
 
-runnerDrivers().forEach((driver, index) => describe(`CI jobs end to end, driven by ${driver.name}`, { skip: driver.skip }, () => {
+describe('CI jobs end to end, driven by gitlab-runner run-single', { skip: gitlabRunnerOptOut }, () => {
+  let binary: string;
   let root: string;
   let coordinator: Coordinator;
   let git: GitServer;
   let runnerConfig: RunnerSection;
 
   before(async () => {
+    binary = await gitlabRunnerBinary();
     await ensureDebianImage();
     // A state directory of its own (its cache and builds dirs are this
     // suite's), with the shared Debian image linked in, never modified.
@@ -73,7 +73,7 @@ runnerDrivers().forEach((driver, index) => describe(`CI jobs end to end, driven 
     makeBusyboxImage(`${root}/busybox`);
     // An image directory without an OS tree: systemd-nspawn refuses to start it.
     mkdirSync(`${root}/broken`);
-    coordinator = await Coordinator.start(firstJobId + index * 100);
+    coordinator = await Coordinator.start(firstJobId);
     git = await GitServer.start({ 'README.md': 'hello from the e2e repository\n' });
     runnerConfig = await runnerSection(root, coordinator.url, coordinator.runnerToken, debianImage);
   });
@@ -96,7 +96,7 @@ runnerDrivers().forEach((driver, index) => describe(`CI jobs end to end, driven 
   /** Queues a job with the test repository as its sources and runs it to the end. */
   async function runJob(spec: JobSpec, whileRunning?: (job: ServerJob) => Promise<void>, config = runnerConfig): Promise<ServerJob> {
     const job = coordinator.enqueue({ repoUrl: git.url, sha: git.sha, ...spec });
-    const running = driver.runJob(config);
+    const running = runSingle(binary, config);
     await whileRunning?.(job);
     const runnerLog = await running;
     // NSPAWN_RUNNER_TEST_TRACE=1 shows each job's log as GitLab would.
@@ -139,6 +139,18 @@ runnerDrivers().forEach((driver, index) => describe(`CI jobs end to end, driven 
     assert.ok(job.trace.indexOf('served since build_script', failed) > failed, `after_script reached the service:\n${job.trace}`);
   });
 
+  test('before gitlab-runner 17.9 (no BUILD_EXIT_CODE_FILE), a failed script reports the build-failure code', perJob, async () => {
+    // gitlab-runner 17.9.3 playing an older one: run_exec goes through env -u,
+    // so our executor sees what gitlab-runner set before 17.9. gitlab-runner
+    // then reads no file and reports its BUILD_FAILURE_EXIT_CODE (1).
+    const { run_exec: runExec, run_args: runArgs = [] } = runnerConfig.custom;
+    const older = { ...runnerConfig, custom: { ...runnerConfig.custom, run_exec: '/usr/bin/env', run_args: ['-u', 'BUILD_EXIT_CODE_FILE', runExec, ...runArgs] } };
+    const job = await runJob({ script: ['exit 7'] }, undefined, older);
+    assert.equal(job.state, 'failed', job.trace);
+    assert.equal(job.failureReason, 'script_failure');
+    assert.equal(job.exitCode, 1);
+  });
+
   test('a missing image fails at once, as the job\'s fault, naming the images there are', perJob, async () => {
     const job = await runJob({ image: 'nosuchimage', script: ['echo never runs'] });
     assert.equal(job.state, 'failed', job.trace);
@@ -170,7 +182,7 @@ runnerDrivers().forEach((driver, index) => describe(`CI jobs end to end, driven 
   });
 
   test('a cache written by one job is restored in the next job\'s machine', perJob, async () => {
-    const cache = { key: `deps-${index}`, paths: ['vendor/'] };
+    const cache = { key: 'deps', paths: ['vendor/'] };
     const writer = await runJob({ script: ['mkdir -p vendor', 'echo "cached by job $CI_JOB_ID" > vendor/dep.txt'], cache });
     assert.equal(writer.state, 'success', writer.trace);
     assert.equal(filesNamed(`${root}/.cache`, 'cache.zip').length, 1, 'the cache archive is on the host');
@@ -203,7 +215,7 @@ runnerDrivers().forEach((driver, index) => describe(`CI jobs end to end, driven 
   });
 
   test('a cancelled job stops, runs after_script and cleanup, and leaves no process', perJob, async () => {
-    const marker = `sleep ${617 + index}`;
+    const marker = 'sleep 617';
     const job = await runJob(
       { script: ['echo "started sleeping"', marker, 'echo "never reached"'], afterScript: ['echo "after_script after the cancel"'] },
       async (queued) => {
@@ -219,7 +231,7 @@ runnerDrivers().forEach((driver, index) => describe(`CI jobs end to end, driven 
   });
 
   test('a stage that ignores SIGTERM is killed when the grace period is over', perJob, async () => {
-    const marker = `sleep ${637 + index}`;
+    const marker = 'sleep 637';
     // A regular expression that matches marker but not itself in grep's own command line.
     const pattern = marker.replace(/(\d)$/, '[$1]');
     // Ignored signals stay ignored across exec: sleep ignores SIGTERM too.
@@ -237,10 +249,10 @@ runnerDrivers().forEach((driver, index) => describe(`CI jobs end to end, driven 
   });
 
   test('a job over its timeout is stopped and cleaned up', perJob, async () => {
-    const marker = `sleep ${627 + index}`;
+    const marker = 'sleep 627';
     const job = await runJob({ timeoutSeconds: 15, script: ['echo "waiting for the timeout"', marker] });
     assert.equal(job.state, 'failed', job.trace);
     assert.equal(job.failureReason, 'job_execution_timeout');
     assert.deepEqual(processesWith(marker), []);
   });
-}));
+});

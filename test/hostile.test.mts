@@ -78,11 +78,11 @@ describe('hostile and broken input', () => {
   });
 
   test('no root', async () => {
-    // An installation nobody can read: the checkout may sit in a private
-    // directory, so a copy of the bundled entry point goes where nobody can.
+    // An installation anybody can read: the checkout may sit in a private
+    // directory, so a copy of what runs (sources, runtime, packages) goes where anybody can.
     const install = mkdtempSync(`${tmpdir()}/nsr-install-`);
     try {
-      execFileSync('cp', ['-a', `${repoRoot}/bin`, `${repoRoot}/dist`, install]);
+      execFileSync('cp', ['-a', ...['bin', 'scripts', 'lib', 'package.json', 'node_modules'].map((name) => `${repoRoot}/${name}`), install]);
       execFileSync('chmod', ['-R', 'a+rX', install]);
       for (const command of [['prepare', '--id', '2', 'busybox'], ['run', '--id', '2', '/dev/null'], ['cleanup', '--id', '2'], ['chroot-create', 'x'], ['gc']]) {
         const result = await runner(['--root', state.root, ...command], { asUser: 65534, executable: `${install}/bin/nspawn-runner` });
@@ -99,7 +99,7 @@ describe('hostile and broken input', () => {
     const bin = mkdtempSync(`${tmpdir()}/nsr-bin-`);
     try {
       // Everything the entry point needs, without systemd-nspawn and debootstrap.
-      for (const tool of ['node', 'dirname', 'readlink', 'sh', 'nsenter', 'mount', 'umount']) {
+      for (const tool of ['readlink', 'sh', 'nsenter', 'mount', 'umount']) {
         symlinkSync(execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(), `${bin}/${tool}`);
       }
       const prepare = await state.run(['prepare', '--id', '3', 'busybox'], { env: { PATH: bin } });

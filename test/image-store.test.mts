@@ -111,7 +111,9 @@ describe('the store on disk', () => {
     const old = addVersion('img', newVersionName(new Date('2025-01-01T00:00:00Z')));
     publishVersion(settings, 'img', addVersion('img'));
     // What /proc shows of `systemd-nspawn --directory=<version> ...`, without starting a machine.
-    const machine = spawn('sh', ['-c', 'sleep 60; :', `--directory=${root}/.images/img/${old}`], { argv0: 'systemd-nspawn', stdio: 'ignore' });
+    // sh waits in its read builtin: a shell that ran a command would fork, and
+    // its child shows the same command line until it execs (a second pid).
+    const machine = spawn('sh', ['-c', 'read -r line', `--directory=${root}/.images/img/${old}`], { argv0: 'systemd-nspawn', stdio: ['pipe', 'ignore', 'ignore'] });
     try {
       await new Promise((resolve) => machine.once('spawn', resolve));
       assert.deepEqual(versionsInUse(settings, 'img').get(old), [`pid ${machine.pid}`]);

@@ -77,5 +77,6 @@ test('stage tokens and shells are plain words: nothing the agent could read as m
 
 test('the agent is POSIX sh and refuses tokens and shells that are not plain words', () => {
   assert.match(agentScript, /case \$token in ''\|\.\*\|\*\[!A-Za-z0-9_.-\]\*\) continue/);
-  assert.match(agentScript, /setsid "\$shell" "\$io\/\$token\.sh" <\/dev\/null >>"\$io\/output" 2>&1 3<&- &/);
+  assert.match(agentScript, /^  setsid "\$shell" "\$io\/\$token\.sh" <\/dev\/null >>"\$io\/output" 2>&1 3<&- &$/m);
+  assert.match(agentScript, /exec env -i NSPAWN_RUNNER_AGENT=1 PATH=\S+ HOME=\/root USER=root LOGNAME=root LANG=C.UTF-8 container=systemd-nspawn \/bin\/sh "\$0" "\$@"/);
 });

@@ -186,7 +186,7 @@ test('stages get the image\'s Env over ours, its WorkingDir, and the shared gitl
   assert.equal(stageWorkdirFor(''), '/');
   assert.equal(stageWorkdirFor('relative'), '/');
   const script = buildAgentScript({ env: ['PATH=/a', 'GREETING=it\'s "quoted" $HOME `x`'], workdir: '/work dir' });
-  assert.match(script, /env -i PATH=\/a 'GREETING=it'\\''s "quoted" \$HOME `x`' setsid "\$shell"/);
+  assert.match(script, /exec env -i NSPAWN_RUNNER_AGENT=1 PATH=\/a 'GREETING=it'\\''s "quoted" \$HOME `x`' \/bin\/sh "\$0" "\$@"/);
   assert.match(script, /^mkdir -p '\/work dir' 2>\/dev\/null$/m);
   assert.match(script, /\/\*\) \[ -x "\$shell" \] \|\| shell=\/bin\/sh ;;/);
 });
@@ -196,10 +196,12 @@ test('an image without the stage agent\'s programs is named at prepare, symlinks
   try {
     const tree = makeOciBusyboxTree(`${dir}/tree`);
     assert.deepEqual(missingAgentTools(tree), []);
+    assert.deepEqual(missingAgentTools(tree, ['PATH=/opt/bin']), ['setsid', 'mkfifo'], 'looked up in the stages\' PATH');
     for (const tool of ['setsid', 'mkfifo']) rmSync(`${tree}/bin/${tool}`);
     assert.deepEqual(missingAgentTools(tree), ['setsid', 'mkfifo']);
     rmSync(`${tree}/bin/sh`);
-    assert.deepEqual(missingAgentTools(tree), ['/bin/sh', 'setsid', 'mkfifo']);
+    rmSync(`${tree}/bin/env`);
+    assert.deepEqual(missingAgentTools(tree), ['/bin/sh', 'env', 'setsid', 'mkfifo']);
   } finally {
     rmSync(dir, { recursive: true });
   }

@@ -275,7 +275,7 @@ describe('OCI images from a loopback registry', () => {
     const noSetsid = pushRawLayerImage(registry, 'test/nosetsid:1', tarOf([{ name: 'bin/.wh.setsid' }, { name: 'bin/.wh.mkfifo' }]));
     const result = await prepare('oci-9', { name: noSetsid.reference });
     assert.equal(result.code, buildFailure, result.stderr);
-    assert.match(result.stderr, /cannot run jobs here: it has no setsid, mkfifo \(nspawn-runner's stage agent runs \/bin\/sh with env, setsid/);
+    assert.match(result.stderr, /cannot run jobs here: it has no setsid, mkfifo \(nspawn-runner's stage agent runs \/bin\/sh with env, setsid and mkfifo/);
     jobs.delete('oci-9');
   });
 

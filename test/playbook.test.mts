@@ -12,12 +12,12 @@ test('playbook vars become image settings', () => {
   const cases: Array<[unknown, PlaybookVars]> = [
     [play({ nspawn_runner_chroot_suite: 'bookworm', nspawn_runner_maint_recreate: true }), { suite: 'bookworm', recreate: true }],
     [play({
-      nspawn_runner_chroot_mirror: 'http://deb.debian.org/debian',
+      nspawn_runner_chroot_mirror: 'http://mirror.example.org/debian',
       nspawn_runner_chroot_arch: 'i386',
       nspawn_runner_chroot_packages: ['make', 'gcc'],
       nspawn_runner_chroot_components: 'main, contrib non-free',
       nspawn_runner_chroot_bootstrapper: 'mmdebstrap',
-    }), { mirror: 'http://deb.debian.org/debian', arch: 'i386', packages: ['make', 'gcc'], components: ['main', 'contrib', 'non-free'], bootstrapper: 'mmdebstrap' }],
+    }), { mirror: 'http://mirror.example.org/debian', arch: 'i386', packages: ['make', 'gcc'], components: ['main', 'contrib', 'non-free'], bootstrapper: 'mmdebstrap' }],
     // an unquoted number is still a suite name; null means unset; other vars are the playbook's own
     [play({ nspawn_runner_chroot_suite: 12, nspawn_runner_chroot_arch: null, app_port: 80 }), { suite: '12' }],
     // ansible also takes vars as a list of mappings

@@ -31,6 +31,7 @@ async function startDetached(request: StartRequest, record: JobRecord): Promise<
   const logPath = `${request.jobDir}/nspawn.log`;
   const logFd = openSync(logPath, 'a');
   log.debug(`+ ${shellJoin(request.nspawnArgs)}`);
+  // A spawn of our own, not exec.mts or zx: nspawn must outlive prepare.
   // Own session and no inherited pipes: gitlab-runner waits for EOF on
   // prepare's stdout and signals its process group, neither may reach nspawn.
   const child = spawn(request.nspawnArgs[0]!, request.nspawnArgs.slice(1), {

@@ -3,7 +3,9 @@
 // original nspawn-runner and systemd-nspawn@.service run machines. Stages
 // run through the stage agent, a service of the machine's systemd
 // (stage-agent.mts): the original's per-stage `systemd-run --machine` kills
-// whatever a stage leaves running.
+// whatever a stage leaves running. systemctl and machinectl run in prepare
+// and cleanup, so through the lean run()/check(), not zx: its import alone
+// (~30 ms) would cost more than these commands (exec.mts).
 import { existsSync, lstatSync } from 'node:fs';
 import { JobError, SystemError } from '../errors.mts';
 import { check, run, type RunResult } from '../exec.mts';

@@ -95,9 +95,12 @@ export function stageWorkdirFor(workingDir: string): string {
   return workingDir.startsWith('/') && !workingDir.includes('\0') && !workingDir.includes('\n') ? workingDir : '/';
 }
 
-/** What the stage agent (stage-agent.mts) runs: /bin/sh itself, the rest found in PATH. */
-export const agentTools = ['env', 'setsid', 'mkfifo', 'mv'] as const;
-const toolDirs = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+/**
+ * What the stage agent (stage-agent.mts) runs: /bin/sh itself; env, found in
+ * the default PATH it starts with; setsid and mkfifo, found in the stages'
+ * PATH it switches to.
+ */
+const defaultDirs = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
 function isExecutableInside(tree: string, path: string): boolean {
   const resolved = resolveInside(tree, path);
@@ -110,10 +113,12 @@ function isExecutableInside(tree: string, path: string): boolean {
 }
 
 /** The stage agent's programs the tree lacks (symlinks resolved inside the tree, never on the host). */
-export function missingAgentTools(tree: string): string[] {
-  const missing: string[] = isExecutableInside(tree, '/bin/sh') ? [] : ['/bin/sh'];
-  for (const tool of agentTools) {
-    if (!toolDirs.some((dir) => isExecutableInside(tree, `${dir}/${tool}`))) missing.push(tool);
-  }
-  return missing;
+export function missingAgentTools(tree: string, stageEnv: readonly string[] = stageEnvFor([])): string[] {
+  const stagePath = (stageEnv.find((entry) => entry.startsWith('PATH=')) ?? '').slice('PATH='.length).split(':').filter((dir) => dir.startsWith('/'));
+  const found = (tool: string, dirs: string[]) => dirs.some((dir) => isExecutableInside(tree, `${dir}/${tool}`));
+  return [
+    ...(isExecutableInside(tree, '/bin/sh') ? [] : ['/bin/sh']),
+    ...(found('env', defaultDirs) ? [] : ['env']),
+    ...['setsid', 'mkfifo'].filter((tool) => !found(tool, stagePath)),
+  ];
 }

@@ -25,7 +25,7 @@ import { removeTree } from '../mounts.mts';
 import { isRunning, sleep, startTimeOf } from '../proc.mts';
 import type { PullPolicy, Settings } from '../settings.mts';
 import { findCredential, redact, secretsOf, writeAuthFile, type CredentialSources, type RegistryCredential } from './auth.mts';
-import { missingAgentTools, readLayoutImage } from './image-config.mts';
+import { missingAgentTools, readLayoutImage, stageEnvFor } from './image-config.mts';
 import { formatReference, registryMatches, transportReference, type OciReference } from './reference.mts';
 import { buildInspectArgs, buildPullArgs, buildUnpackArgs, registryError, type Platform, type RegistryAccess } from './skopeo.mts';
 import {
@@ -233,7 +233,7 @@ async function pullImage(settings: Settings, request: ObtainRequest, digest: str
       blobBytes: image.blobBytes,
       config: image.config,
       pulledAt: new Date().toISOString(),
-      missingTools: missingAgentTools(tree),
+      missingTools: missingAgentTools(tree, stageEnvFor(image.config.env)),
     };
     if (onBtrfs) await setSubvolumeReadOnly(tree);
     writeAtomically(`${target}/image.json`, `${JSON.stringify(meta, null, 1)}\n`);

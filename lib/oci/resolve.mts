@@ -92,7 +92,7 @@ export async function resolveJobImage(settings: Settings, request: ImageRequest)
   const { meta } = pulled;
   if (meta.missingTools.length) {
     throw new JobError(`image ${name} cannot run jobs here: it has no ${meta.missingTools.join(', ')}`,
-      'nspawn-runner\'s stage agent runs /bin/sh with env, setsid, mkfifo and mv (busybox, or coreutils and util-linux, provide them)');
+      'nspawn-runner\'s stage agent runs /bin/sh with env, setsid and mkfifo (busybox, or coreutils and util-linux, provide them)');
   }
   return { kind: 'oci', name, path: realpathSync(pulled.tree), meta };
 }

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { SystemError } from '../errors.mts';
-import { check } from '../exec.mts';
+import { zx } from '../exec.mts';
 import { log } from '../log.mts';
 import { removeTree } from '../mounts.mts';
 import type { Settings } from '../settings.mts';
@@ -57,10 +57,11 @@ export async function ensureShiftedTree(settings: Settings, source: string): Pro
   const staging = `${dir}/.staging-${key}-${process.pid}`;
   log.info(`private_users: making the uid-shifted copy of ${source} (once per image version)`);
   try {
-    await check(['cp', '-a', '--reflink=auto', '--', source, staging]);
+    // Once per image version, and it copies the whole image: zx's import does not count here.
+    const $ = await zx();
+    await $`cp -a --reflink=auto -- ${source} ${staging}`;
     // nspawn's own chown shifts every file, ACLs included, and keeps setuid bits.
-    await check(['systemd-nspawn', '--quiet', '--register=no', '--keep-unit', '--console=pipe', `--directory=${staging}`,
-      `--private-users=${base}:${rangeSize}`, '--private-users-ownership=chown', '--', '/bin/sh', '-c', ':']);
+    await $`systemd-nspawn --quiet --register=no --keep-unit --console=pipe --directory=${staging} --private-users=${base}:${rangeSize} --private-users-ownership=chown -- /bin/sh -c :`;
     writeFileSync(`${path}.json`, `${JSON.stringify({ source, base })}\n`);
     try {
       renameSync(staging, path);

@@ -19,6 +19,7 @@ export function tmpfsBackend(settings: Settings): StorageBackend {
     async prepare(imagePath, jobDir, options) {
       const ram = `${jobDir}/ram`;
       mkdirSync(ram);
+      // In prepare: the lean check(), not zx (~30 ms to import, exec.mts).
       await check(buildTmpfsMountArgs(ram, settings.tmpfsSize));
       return overlayLayer(settings, imagePath, `${ram}/upper`, options);
     },

@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import { StateFixture } from './fixture.mts';
 import { debianImage, debianRoot, ensureDebianImage } from './images.mts';
 import { runner, type RunnerOptions, type RunnerResult } from './runner.mts';
+import { testCache } from './test-cache.mts';
 
 /** A cached i386 Debian image (minimal packages), made with chroot-create --arch=i386 when missing. */
-export const i386Root = process.env.NSPAWN_RUNNER_TEST_I386_ROOT ?? '/var/cache/nspawn-runner-tests/i386';
+export const i386Root = `${testCache}/i386`;
 export const i386Image = 'bookworm-i386';
 
 export async function ensureI386Image(): Promise<void> {

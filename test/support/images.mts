@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { runner } from './runner.mts';
+import { testCache } from './test-cache.mts';
 
 export function makeBusyboxImage(dir: string): string {
   for (const sub of ['bin', 'usr/bin', 'etc', 'tmp', 'root', 'proc', 'sys', 'dev', 'run', 'var/tmp']) {
@@ -23,7 +24,7 @@ export function makeBusyboxImage(dir: string): string {
 }
 
 /** State directory that holds the cached Debian image; jobs in it use unique ids. */
-export const debianRoot = process.env.NSPAWN_RUNNER_TEST_DEBIAN_ROOT ?? '/var/cache/nspawn-runner-tests/state';
+export const debianRoot = `${testCache}/state`;
 export const debianImage = 'bookworm';
 
 export async function ensureDebianImage(): Promise<void> {
@@ -34,7 +35,7 @@ export async function ensureDebianImage(): Promise<void> {
 }
 
 /** State directory with "ssh-bookworm": the Debian image plus openssh-server, a build user and host keys. */
-export const sshRoot = '/var/cache/nspawn-runner-tests/ssh-state';
+export const sshRoot = `${testCache}/ssh-state`;
 export const sshImage = 'ssh-bookworm';
 
 export async function ensureSshImage(): Promise<void> {

@@ -1,7 +1,7 @@
 // What a process's sandbox looks like, and a probe that tries to leave it:
-// the "shocker" escape (open_by_handle_at needs CAP_DAC_READ_SEARCH, which
-// systemd-nspawn takes from its payload). Compiled statically, so it runs in
-// any image, and put where a job can reach it (the shared cache directory).
+// the "shocker" escape (open_by_handle_at, which systemd-nspawn's seccomp
+// filter refuses its payload). Compiled statically, so it runs in any image,
+// and put where a job can reach it (the shared cache directory).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -16,9 +16,10 @@ import { createOwnCgroups, removeCgroups } from './cgroups.mts';
 import { childrenOf, commandNameOf, isRunning, signal, sleep, waitForExit } from '../../lib/proc.mts';
 import { debianImage, debianRoot, ensureDebianImage } from './images.mts';
 import { buildFailure, systemFailure, type RunnerResult } from './runner.mts';
+import { testCache } from './test-cache.mts';
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
-const cacheDir = process.env.NSPAWN_RUNNER_TEST_SYSTEMD_HOST ?? '/var/cache/nspawn-runner-tests/systemd-host';
+const cacheDir = `${testCache}/systemd-host`;
 /** What the cached image is made of; a change rebuilds it. */
 const recipe = { base: debianImage, packages: ['systemd-container', 'procps', 'btrfs-progs'] };
 
@@ -57,7 +58,7 @@ export async function ensureSystemdHostImage(): Promise<string> {
     nspawnTool([...apt, 'clean']);
   } catch (error) {
     await removeTree(staging);
-    throw new Error(`cannot build the systemd test host image (apt needs deb.debian.org): ${(error as Error).message}`);
+    throw new Error(`cannot build the systemd test host image (apt-get in the Debian test image needs its package mirror): ${(error as Error).message}`);
   }
   if (existsSync(image)) {
     const old = `${cacheDir}/.old-${process.pid}`;
@@ -141,6 +142,9 @@ export class SystemdTestHost {
       ...Object.entries(this.images).map(([name, path]) => `--bind-ro=${path}:${innerRoot}/${name}`),
       `--bind-ro=${this.scripts}:${innerScripts}`,
       `--bind=${this.work}/agent:${innerAgentDir}`,
+      // Every capability, as a real host has: machines inside get at most
+      // what their host has, and a privileged job gets them all.
+      '--capability=all',
       '--boot', '--console=read-only',
     ];
     this.cgroups = createOwnCgroups(this.name);
@@ -151,8 +155,9 @@ export class SystemdTestHost {
       detached: true,
       stdio: ['ignore', logFd, logFd],
       // The unified cgroup hierarchy inside, as on current systemd hosts
-      // (this machine itself mounts cgroup v1 controllers).
-      env: { PATH: innerPath, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: '1', NSR_CGROUPS: this.cgroups.join(' ') },
+      // (this machine itself mounts cgroup v1 controllers). No seccomp filter
+      // on the test host, as on a real one: machines inside inherit it.
+      env: { PATH: innerPath, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: '1', SYSTEMD_SECCOMP: '0', NSR_CGROUPS: this.cgroups.join(' ') },
     });
     closeSync(logFd);
     this.leader = await this.waitForLeader(60_000);
