@@ -6,16 +6,15 @@
 // shared gitlab-runner binary), one with whiteouts, one with Env, each by tag
 // and by digest; the Debian test image shipped with chroot-push; a private
 // registry with DOCKER_AUTH_CONFIG; pull_policy variants.
-// Needs the real binary (NSPAWN_RUNNER_TEST_GITLAB_RUNNER, or the one
-// test/support/install-gitlab-runner.sh caches); skipped otherwise.
+// The binary comes from test/support/gitlab-runner.mts, as for gitlab-e2e.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { stringify } from 'smol-toml';
 import { Coordinator, type JobSpec, type ServerJob } from './support/coordinator.mts';
 import { GitServer } from './support/git-server.mts';
+import { gitlabRunnerBinary, gitlabRunnerOptOut, runSingle } from './support/gitlab-runner.mts';
 import { debianImage, debianRoot, ensureDebianImage } from './support/images.mts';
 import { leftoversOf } from './support/leftovers.mts';
 import { buildTestImages, type TestImages } from './support/oci-images.mts';
@@ -23,32 +22,12 @@ import { Registry } from './support/registry.mts';
 import { runnerSection, type RunnerSection } from './support/runner-config.mts';
 import { runner } from './support/runner.mts';
 
-const cachedBinary = '/var/cache/nspawn-runner-tests/gitlab-runner-b40172aa19cfb564/gitlab-runner';
-const binary = process.env.NSPAWN_RUNNER_TEST_GITLAB_RUNNER ?? (existsSync(cachedBinary) ? cachedBinary : undefined);
 const firstJobId = 930_000_000 + (process.pid % 1000) * 1000;
 const perJob = { timeout: 300_000 };
 const user = { user: 'deploy', password: 'e2e-registry-pa55' };
 
-/** gitlab-runner run-single with our [[runners]] section as its config.toml: one job, then it exits. */
-async function runSingle(section: RunnerSection): Promise<string> {
-  const dir = mkdtempSync(`${tmpdir()}/nsr-glr-oci-`);
-  try {
-    writeFileSync(`${dir}/config.toml`, stringify({ concurrent: 1, check_interval: 1, runners: [section] }));
-    const args = ['run-single', '--config', `${dir}/config.toml`, '--runner', section.name, '--max-builds', '1', '--wait-timeout', '30'];
-    return await new Promise((resolve, reject) => {
-      const child = spawn(binary!, args, { cwd: dir, env: { ...process.env, HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let output = '';
-      child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
-      child.stderr.setEncoding('utf8').on('data', (text: string) => (output += text));
-      child.on('error', reject);
-      child.on('close', () => resolve(output));
-    });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-describe('CI jobs on OCI images, driven by gitlab-runner run-single', { skip: binary ? false : 'no gitlab-runner binary (set NSPAWN_RUNNER_TEST_GITLAB_RUNNER)' }, () => {
+describe('CI jobs on OCI images, driven by gitlab-runner run-single', { skip: gitlabRunnerOptOut }, () => {
+  let binary: string;
   let root: string;
   let registry: Registry;
   let secured: Registry;
@@ -58,6 +37,7 @@ describe('CI jobs on OCI images, driven by gitlab-runner run-single', { skip: bi
   let section: RunnerSection;
 
   before(async () => {
+    binary = await gitlabRunnerBinary();
     await ensureDebianImage();
     root = mkdtempSync(`${tmpdir()}/nsr-oci-e2e-`);
     // The shared Debian image, linked in and never modified: chroot-push only reads it.
@@ -100,7 +80,7 @@ describe('CI jobs on OCI images, driven by gitlab-runner run-single', { skip: bi
   async function runJob(spec: JobSpec & { image: string }, pullPolicy?: string[]): Promise<ServerJob> {
     const job = coordinator.enqueue({ repoUrl: git.url, sha: git.sha, ...spec });
     if (pullPolicy) (job.payload.image as Record<string, unknown>).pull_policy = pullPolicy;
-    const runnerLog = await runSingle(section);
+    const runnerLog = await runSingle(binary, section);
     if (process.env.NSPAWN_RUNNER_TEST_TRACE) process.stderr.write(`--- job ${job.payload.id}: ${job.state} ${job.failureReason ?? ''}\n${job.trace}`);
     assert.notEqual(job.state, 'running', `the runner never reported a final state:\n${runnerLog}\n${job.trace}`);
     return job;
