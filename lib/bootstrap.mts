@@ -8,12 +8,11 @@ import { claimStaging } from './gc.mts';
 import { imagePath, validateImageName } from './image.mts';
 import { listJobRecords } from './job.mts';
 import { log } from './log.mts';
-import type { PlaybookVars } from './playbook.mts';
+import type { Bootstrapper, PlaybookVars } from './playbook.mts';
 import { createSubvolume, isBtrfs, isSubvolume } from './btrfs.mts';
 import { removeTree } from './mounts.mts';
 import type { Settings } from './settings.mts';
 
-export type Bootstrapper = 'debootstrap' | 'mmdebstrap';
 
 export interface BootstrapOptions {
   suite: string;

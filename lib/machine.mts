@@ -5,6 +5,7 @@ import { accessSync, closeSync, constants, existsSync, fstatSync, mkdirSync, ope
 import { reportBuildExitCode } from './contract.mts';
 import { ScriptFailed, SystemError } from './errors.mts';
 import { chooseHostName, hostByName, stopMachinesWhere } from './host/select.mts';
+import { bootArguments, bootBinds, createBootFiles } from './host/systemd-boot.mts';
 import { unitName } from './host/systemd-unit.mts';
 import type { JobImage } from './contract.mts';
 import { imageStoreDir, isServedImagePath } from './image.mts';
@@ -81,13 +82,14 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
     // as nspawn's payload, under the same unit.
     const boot = host.registers && resolved.kind === 'local';
     createAgentFiles(dir, boot, stageSetup);
+    if (boot) createBootFiles(dir);
     const nspawnArgs = buildNspawnArgs({
       machine: record.machine,
       storageArgs,
       boot,
-      payload: agentPayload(boot),
+      payload: boot ? [...agentPayload(boot), ...bootArguments(settings.network)] : agentPayload(boot),
       register: host.registers,
-      binds: [...buildShares(settings, runnerBinary), ...agentBinds(dir, boot, settings.privateUsers)],
+      binds: [...buildShares(settings, runnerBinary), ...agentBinds(dir, boot, settings.privateUsers), ...(boot ? bootBinds(dir) : [])],
       systemdVersion: await systemdVersion(),
       network: settings.network,
       privileged: settings.privileged,
@@ -200,13 +202,18 @@ export async function cleanupJob(settings: Settings, jobId: string): Promise<boo
   } catch (error) {
     log.warn(`${(error as Error).message}: looking for machine ${machineName(jobId)} on the host instead`);
   }
+  let stoppedItsUnit = false;
   if (record) {
     // Its own host mode stops it best (a unit through systemd); the search
     // below is the safety net, so a failure here is only worth a warning.
-    await hostByName(record.host).then((host) => host.stop(record)).catch((error: Error) =>
-      log.warn(`job ${jobId}: stopping ${record.machine}: ${error.message}`));
+    await hostByName(record.host).then((host) => host.stop(record)).then(() => {
+      stoppedItsUnit = record.host === 'systemd' && record.machine === machineName(jobId);
+    }).catch((error: Error) => log.warn(`job ${jobId}: stopping ${record.machine}: ${error.message}`));
   }
-  const stopped = await stopMachinesWhere((commandLine) => namesPath(commandLine, `${dir}/`), unitName(machineName(jobId)));
+  // The unit named after the job's machine is the one just stopped, if the
+  // record led to it: asking systemd again would cost every cleanup a
+  // process. systemd-nspawn processes are looked for in any case.
+  const stopped = await stopMachinesWhere((commandLine) => namesPath(commandLine, `${dir}/`), stoppedItsUnit ? false : unitName(machineName(jobId)));
   if (stopped.failed.length) {
     throw new SystemError(`job ${jobId}: cannot stop its machine: ${stopped.failed.join('; ')}`,
       `its files stay in ${dir}; retry cleanup, or run "nspawn-runner gc" later`);

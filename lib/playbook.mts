@@ -4,12 +4,14 @@
 // say how the image is made (nspawn_runner_chroot_*) and kept
 // (nspawn_runner_maint_recreate), so one file describes an image completely.
 import { existsSync, readdirSync } from 'node:fs';
-import type { Bootstrapper } from './bootstrap.mts';
 import { SystemError } from './errors.mts';
 import { isImageName } from './image.mts';
 import type { Settings } from './settings.mts';
 
 /** What a playbook says about its image; unset keys fall back to the command line or defaults. */
+/** The tools that can bootstrap an image (nspawn_runner_chroot_bootstrapper). */
+export type Bootstrapper = 'debootstrap' | 'mmdebstrap';
+
 export interface PlaybookVars {
   suite?: string;
   mirror?: string;

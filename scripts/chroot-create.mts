@@ -3,7 +3,8 @@
 // chroot-create: bootstraps a Debian image into the state directory, then
 // applies its playbook if it has one.
 import { main } from '../lib/cli.mts';
-import { fallbackSuite, type BootstrapOptions, type Bootstrapper } from '../lib/bootstrap.mts';
+import { fallbackSuite, type BootstrapOptions } from '../lib/bootstrap.mts';
+import type { Bootstrapper } from '../lib/playbook.mts';
 import { log } from '../lib/log.mts';
 import { UsageError } from '../lib/errors.mts';
 import { convertImage, createImage } from '../lib/maintenance.mts';

@@ -65,6 +65,27 @@ describe('jobs on a systemd host (booted test host, overlay storage)', () => {
     assert.deepEqual(await host.inventory(), nothingLeft);
   });
 
+  test('what a job may rely on: the boot is complete at the first stage; systemctl, journalctl and loginctl work; no timers', async () => {
+    assert.equal((await host.prepare('318')).code, 0);
+    const first = await host.stage('318', 'build_script', [
+      'systemctl is-system-running',
+      // remote-fs.target is enabled in the image: its multi-user.target.wants were started.
+      'systemctl is-active multi-user.target remote-fs.target systemd-journald systemd-logind dbus | tr "\\n" " "; echo',
+      'loginctl list-seats --no-legend',
+      'systemd-run --quiet --wait --unit=job-unit -- sh -c "echo from-a-unit | systemd-cat -t job-unit"',
+      'journalctl --sync; journalctl -t job-unit -o cat --no-pager',
+      'echo "timers: $(systemctl list-timers --no-legend | wc -l), journal files on disk: $(find /var/log/journal -type f | wc -l)"',
+    ].join('\n'));
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /^running$/m, 'nothing failed, nothing still starting');
+    assert.match(first.stdout, /^active active active active active $/m);
+    assert.match(first.stdout, /^seat0/m);
+    assert.match(first.stdout, /^from-a-unit$/m);
+    assert.match(first.stdout, /^timers: 0, journal files on disk: 0$/m);
+    assert.equal((await host.cleanup('318')).code, 0);
+    assert.deepEqual(await host.inventory(), nothingLeft);
+  });
+
   test('exit codes: a failing script is a build failure with its code reported, a missing machine a system failure', async () => {
     assert.equal((await host.prepare('302')).code, 0);
     const failed = await host.stage('302', 'build_script', 'echo failing; exit 7', { BUILD_EXIT_CODE_FILE: '/tmp/code-302' });

@@ -44,10 +44,11 @@ export interface StoppedMachines {
 /**
  * Stops every machine whose nspawn command line passes test, found from the
  * host's side whatever any job record says: where systemd runs, our units
- * first (those matching unitPattern), stopped cleanly through systemd; then
- * systemd-nspawn processes (direct host mode, or a unit that would not stop).
+ * first (those matching unitPattern, all of ours without one, none with
+ * false), stopped cleanly through systemd; then systemd-nspawn processes
+ * (direct host mode, or a unit that would not stop).
  */
-export async function stopMachinesWhere(test: (commandLine: string) => boolean, unitPattern?: string): Promise<StoppedMachines> {
+export async function stopMachinesWhere(test: (commandLine: string) => boolean, unitPattern?: string | false): Promise<StoppedMachines> {
   const stopped = new Set<string>();
   const failed = new Map<string, string>();
   const stop = async (found: FoundMachine): Promise<void> => {
@@ -59,7 +60,7 @@ export async function stopMachinesWhere(test: (commandLine: string) => boolean, 
       failed.set(found.machine, `${found.machine}: ${(error as Error).message}`);
     }
   };
-  if (!missingForSystemd()) {
+  if (unitPattern !== false && !missingForSystemd()) {
     const { findUnitMachines } = await import('./systemd.mts');
     for (const found of await findUnitMachines(unitPattern)) if (test(found.commandLine)) await stop(found);
   }

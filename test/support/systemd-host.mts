@@ -232,23 +232,32 @@ export class SystemdTestHost {
 
   /** bin/nspawn-runner inside the test host, started by the gitlab-runner stand-in as gitlab-runner would. */
   runner(args: string[], env: Record<string, string> = {}): Promise<RunnerResult> {
+    return this.command([`${repoRoot}/bin/nspawn-runner`, '--root', innerRoot, ...args], env);
+  }
+
+  /**
+   * Any command inside the test host, started by the gitlab-runner stand-in
+   * with gitlab-runner's exit-code variables; ms is its wall time there.
+   */
+  command(argv: string[], env: Record<string, string> = {}): Promise<RunnerResult & { ms: number }> {
     const request = {
-      argv: [`${repoRoot}/bin/nspawn-runner`, '--root', innerRoot, ...args],
+      argv,
       env: { ...innerEnv, BUILD_FAILURE_EXIT_CODE: String(buildFailure), SYSTEM_FAILURE_EXIT_CODE: String(systemFailure), ...env },
     };
     return new Promise((resolve, reject) => {
-      const result: RunnerResult = { code: -1, stdout: '', stderr: '' };
+      const result = { code: -1, stdout: '', stderr: '', ms: NaN };
       let pending = '';
       const connection = connect(this.agentSocket, () => connection.write(`${JSON.stringify(request)}\n`));
       connection.setEncoding('utf8');
       connection.on('data', (chunk: string) => {
         pending += chunk;
         for (let end = pending.indexOf('\n'); end >= 0; end = pending.indexOf('\n')) {
-          const message = JSON.parse(pending.slice(0, end)) as { stdout?: string; stderr?: string; code?: number };
+          const message = JSON.parse(pending.slice(0, end)) as { stdout?: string; stderr?: string; code?: number; ms?: number };
           pending = pending.slice(end + 1);
           result.stdout += message.stdout ?? '';
           result.stderr += message.stderr ?? '';
           if (message.code !== undefined) result.code = message.code;
+          if (message.ms !== undefined) result.ms = message.ms;
         }
       });
       connection.on('error', reject);
