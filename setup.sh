@@ -12,7 +12,11 @@ cd "$(dirname "$(readlink -f "$0")")"
 # image; sudo: build shells for people; python3: the crash tests' stand-in runner;
 # gcc, libc6-dev: the sandbox tests build a static escape probe; rsync:
 # gitlab-ci-local's shell executor, which the exec benchmark runs beside exec.
-packages=(systemd-container util-linux debootstrap mmdebstrap eatmydata btrfs-progs ansible busybox-static git sudo python3 gcc libc6-dev rsync)
+# skopeo, umoci: OCI images from registries (pull, unpack, chroot-push);
+# docker-registry (the distribution registry) and apache2-utils (htpasswd -B):
+# the tests' own registry on loopback, plain and with authentication.
+packages=(systemd-container util-linux debootstrap mmdebstrap eatmydata btrfs-progs ansible busybox-static git sudo python3 gcc libc6-dev rsync
+  skopeo umoci docker-registry apache2-utils)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "setup.sh: run as root (it installs Debian packages)" >&2

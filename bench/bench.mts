@@ -18,13 +18,15 @@ import minimist from 'minimist';
 import { parse, stringify } from 'smol-toml';
 import { createSubvolume, isBtrfs } from '../lib/btrfs.mts';
 import { Coordinator } from '../test/support/coordinator.mts';
-import { makeBusyboxImage } from '../test/support/images.mts';
+import { debianRoot, makeBusyboxImage } from '../test/support/images.mts';
+import { measureOci } from './oci-bench.mts';
 
-const args = minimist(process.argv.slice(2), { string: ['runs', 'job-runs', 'backends', 'mode', 'gitlab-runner'], boolean: ['help'] });
+const args = minimist(process.argv.slice(2), { string: ['runs', 'job-runs', 'large-runs', 'backends', 'mode', 'gitlab-runner'], boolean: ['help'] });
 if (args.help) {
-  process.stdout.write('usage: npm run bench -- [--mode stages|job|all] [--runs N] [--job-runs N] [--backends overlay,tmpfs,btrfs] [--gitlab-runner PATH]\n' +
+  process.stdout.write('usage: npm run bench -- [--mode stages|job|oci|all] [--runs N] [--job-runs N] [--large-runs N] [--backends overlay,tmpfs,btrfs] [--gitlab-runner PATH]\n' +
     'stages: config, prepare, run (script `true`) and cleanup, Node bundles vs Bun from source, against the raw nspawn/nsenter floor.\n' +
     'job: a whole one-line job through gitlab-runner run-single: our executor (Node, Bun) vs gitlab-runner\'s shell executor.\n' +
+    'oci: OCI pulls against skopeo+umoci by hand, warm prepares on pulled images vs local ones, shared blobs (--large-runs for the Debian image).\n' +
     'The gitlab-runner binary: --gitlab-runner, else $NSPAWN_RUNNER_TEST_GITLAB_RUNNER, else the tests\' cache, else PATH.\n');
   process.exit(0);
 }
@@ -270,7 +272,7 @@ try {
   mkdirSync(plain);
   makeBusyboxImage(`${plain}/busybox`);
   roots.overlay = roots.tmpfs = plain;
-  if (mode !== 'job' && backends.includes('btrfs')) {
+  if ((mode === 'stages' || mode === 'all') && backends.includes('btrfs')) {
     loop = `${work}/btrfs`;
     mkdirSync(`${loop}/mnt`, { recursive: true });
     execFileSync('truncate', ['-s', '1G', `${loop}/fs.img`]);
@@ -285,11 +287,16 @@ try {
   const floor = measureFloor(plain, product);
   lines.push('', `raw floor, medians of ${runs}:`,
     `  node -e 0 ${ms(floor.node)} ms   bun -e 0 ${ms(floor.bun)} ms   systemd-nspawn true (overlay) ${ms(floor.nspawn)} ms   nsenter true ${ms(floor.nsenter)} ms`);
-  if (mode !== 'job') {
+  if (mode === 'stages' || mode === 'all') {
     lines.push('', `stages, busybox image, medians of ${runs}, the two runtimes alternating:`);
     for (const backend of backends) lines.push(...stageTable(backend, measureStages(roots[backend]!, backend, runtimes), floor));
   }
-  if (mode !== 'stages') {
+  if (mode === 'oci' || mode === 'all') {
+    lines.push('', ...await measureOci({
+      executable: product.executable, work, runs, largeRuns: Number(args['large-runs'] ?? 3), debianRoot, median,
+    }));
+  }
+  if (mode === 'job' || mode === 'all') {
     const binary = findGitlabRunner();
     lines.push('', ...(binary ? await measureJobs(binary, plain, runtimes, work) : ['whole job: skipped, no gitlab-runner binary (--gitlab-runner PATH)']));
   }

@@ -40,3 +40,8 @@ export async function snapshotSubvolume(source: string, target: string, readOnly
 export async function deleteSubvolume(path: string): Promise<boolean> {
   return (await run(['btrfs', '-q', 'subvolume', 'delete', '--', path])).code === 0;
 }
+
+/** Makes a subvolume read-only: a pulled image's tree, shared by every job's snapshot of it. */
+export async function setSubvolumeReadOnly(path: string): Promise<void> {
+  await check(['btrfs', 'property', 'set', '-ts', '--', path, 'ro', 'true']);
+}

@@ -46,22 +46,76 @@ export function jobIdFromEnv(env: NodeJS.ProcessEnv = process.env): string | und
   return env.CUSTOM_ENV_CI_JOB_ID || undefined;
 }
 
+/** The job's image: object, as GitLab sends it (common/network.go, Image). */
+export interface JobImage {
+  name: string;
+  /** image:pull_policy, unchecked: the runner's allowed_pull_policies decide. */
+  pullPolicies: string[];
+  /** image:docker:platform, such as linux/386. */
+  platform: string | undefined;
+  /** image:docker:user. */
+  user: string | undefined;
+  entrypoint: string[];
+}
+
+interface JobResponse {
+  image?: { name?: unknown; pull_policy?: unknown; entrypoint?: unknown; executor_opts?: { docker?: { platform?: unknown; user?: unknown } } };
+  variables?: unknown;
+}
+
+/** The job as GitLab sent it, or undefined when there is no readable JOB_RESPONSE_FILE. */
+function readJobResponse(env: NodeJS.ProcessEnv): JobResponse | undefined {
+  const file = env.JOB_RESPONSE_FILE;
+  if (!file || !existsSync(file)) return undefined;
+  try {
+    const job = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+    return typeof job === 'object' && job !== null ? job as JobResponse : undefined;
+  } catch {
+    // an unreadable job file is no reason to fail: fall back to the variables
+    return undefined;
+  }
+}
+
+const strings = (value: unknown): string[] => (Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : []);
+const text = (value: unknown): string | undefined => (typeof value === 'string' && value !== '' ? value : undefined);
+
 /**
  * The image the job asked for. JOB_RESPONSE_FILE holds the job as GitLab
  * sent it, which a CI user cannot override the way CUSTOM_ENV_* variables
  * can, so it wins when present.
  */
-export function jobImageFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const file = env.JOB_RESPONSE_FILE;
-  if (file && existsSync(file)) {
-    try {
-      const job = JSON.parse(readFileSync(file, 'utf8')) as { image?: { name?: unknown } };
-      if (typeof job.image?.name === 'string' && job.image.name !== '') return job.image.name;
-    } catch {
-      // an unreadable job file is no reason to fail: fall back to the variable
-    }
+export function jobImageSpecFromEnv(env: NodeJS.ProcessEnv = process.env): JobImage | undefined {
+  const image = readJobResponse(env)?.image;
+  const name = text(image?.name);
+  if (name) {
+    return {
+      name,
+      pullPolicies: strings(image?.pull_policy),
+      platform: text(image?.executor_opts?.docker?.platform),
+      user: text(image?.executor_opts?.docker?.user),
+      entrypoint: strings(image?.entrypoint),
+    };
   }
-  return env.CUSTOM_ENV_CI_JOB_IMAGE || undefined;
+  const variable = text(env.CUSTOM_ENV_CI_JOB_IMAGE);
+  return variable ? { name: variable, pullPolicies: [], platform: undefined, user: undefined, entrypoint: [] } : undefined;
+}
+
+export function jobImageFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return jobImageSpecFromEnv(env)?.name;
+}
+
+/**
+ * A job variable: from the job as GitLab sent it, else from gitlab-runner's
+ * CUSTOM_ENV_<NAME>. Used for DOCKER_AUTH_CONFIG, never logged.
+ */
+export function jobVariableFromEnv(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const variables = readJobResponse(env)?.variables;
+  if (Array.isArray(variables)) {
+    const found = variables.find((variable): variable is { key: string; value: string } =>
+      typeof variable === 'object' && variable !== null && variable.key === name && typeof variable.value === 'string');
+    if (found) return found.value;
+  }
+  return text(env[`CUSTOM_ENV_${name}`]);
 }
 
 export interface ExecutorConfig {

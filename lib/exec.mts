@@ -33,6 +33,8 @@ const packageOf: Record<string, string> = {
   btrfs: 'btrfs-progs',
   'ansible-playbook': 'ansible-core',
   eatmydata: 'eatmydata',
+  skopeo: 'skopeo',
+  umoci: 'umoci',
 };
 
 export function shellQuote(word: string): string {

@@ -21,6 +21,29 @@ export interface Limits {
   tasksMax?: number;
 }
 
+/** gitlab-runner's pull policies (docs: "Configure how runners pull images"). */
+export type PullPolicy = 'always' | 'if-not-present' | 'never';
+export const pullPolicies = ['always', 'if-not-present', 'never'] as const satisfies readonly PullPolicy[];
+
+/** Images from registries (lib/oci/); README, "OCI images". */
+export interface OciSettings {
+  enabled: boolean;
+  /** Globs of the registries (host[:port], docker.io for Docker Hub) jobs may pull from; undefined allows all. */
+  allowedRegistries: string[] | undefined;
+  /** The policies tried in order when a job asks for none. */
+  pullPolicy: PullPolicy[];
+  /** The policies a job may ask for; undefined: only those of pullPolicy. */
+  allowedPullPolicies: PullPolicy[] | undefined;
+  /** Globs of registries reached over plain http (or https without certificate checks). */
+  insecureRegistries: string[];
+  /** Docker's config.json format: the host's credentials, after the job's DOCKER_AUTH_CONFIG. */
+  credentialsFile: string;
+  /** gc removes pulled images no job has used for this long. */
+  gcUnusedAfterSeconds: number;
+  /** Bound of one pull, and of the wait for another job's pull of the same image. */
+  pullTimeoutSeconds: number;
+}
+
 export interface Settings {
   /** State directory: images are its plain subdirectories, bookkeeping lives in dot-directories. */
   root: string;
@@ -47,6 +70,7 @@ export interface Settings {
   privileged: boolean;
   /** How long the machine of a job whose build failed is kept for debugging (job/keep-failed.mts); 0 keeps none. */
   keepFailedSeconds: number;
+  oci: OciSettings;
 }
 
 export interface SettingsOverrides {
@@ -73,6 +97,18 @@ const defaults: Settings = {
   keepBuilds: false,
   privileged: false,
   keepFailedSeconds: 0,
+  oci: {
+    enabled: false,
+    allowedRegistries: undefined,
+    // gitlab-runner's default: a job always gets what the tag names now.
+    pullPolicy: ['always'],
+    allowedPullPolicies: undefined,
+    insecureRegistries: [],
+    // Where `docker login` as root writes, and what gitlab-runner's Docker executor reads.
+    credentialsFile: '/root/.docker/config.json',
+    gcUnusedAfterSeconds: 7 * 86400,
+    pullTimeoutSeconds: 3600,
+  },
 };
 
 export const configFileName = 'nspawn-runner.conf';
@@ -104,6 +140,7 @@ export async function loadSettings(
     ...fromFile,
     configDir,
     limits: { ...defaults.limits, ...fromFile.limits },
+    oci: { ...defaults.oci, ...fromFile.oci },
   };
   settings.root = overrides.root || env.NSPAWN_RUNNER_ROOT || settings.root;
   const origin = (flag: string | undefined, variable: string) =>
@@ -130,7 +167,10 @@ export async function loadSettings(
 }
 
 /** The config file is optional; yaml is loaded only when there is one, to keep stages fast. */
-async function readConfigFile(path: string, required: boolean, onProblem?: ConfigProblemHandler): Promise<Partial<Settings>> {
+/** What a config file sets: any setting, and any part of the oci section. */
+export type FileSettings = Partial<Omit<Settings, 'oci'>> & { oci?: Partial<OciSettings> };
+
+async function readConfigFile(path: string, required: boolean, onProblem?: ConfigProblemHandler): Promise<FileSettings> {
   if (!existsSync(path)) {
     if (required) throw new SystemError(`config file ${path} not found`);
     return {};
@@ -151,10 +191,10 @@ async function readConfigFile(path: string, required: boolean, onProblem?: Confi
  * Narrows a parsed config document; every error names the file and the key.
  * With onProblem, a bad key is reported there and left out instead.
  */
-export function parseConfigDocument(data: unknown, file: string, onProblem?: ConfigProblemHandler): Partial<Settings> {
+export function parseConfigDocument(data: unknown, file: string, onProblem?: ConfigProblemHandler): FileSettings {
   if (data === null || data === undefined) return {};
   const doc = asRecord(data, file, '(top level)');
-  const result: Partial<Settings> = {};
+  const result: FileSettings = {};
   for (const [key, value] of Object.entries(doc)) {
     try {
       parseConfigKey(result, key, value, file);
@@ -166,7 +206,7 @@ export function parseConfigDocument(data: unknown, file: string, onProblem?: Con
   return result;
 }
 
-function parseConfigKey(result: Partial<Settings>, key: string, value: unknown, file: string): void {
+function parseConfigKey(result: FileSettings, key: string, value: unknown, file: string): void {
   switch (key) {
     case 'root': result.root = asString(value, file, key); break;
     case 'backend': result.backend = parseChoice(asString(value, file, key), backendChoices, key, file); break;
@@ -182,6 +222,7 @@ function parseConfigKey(result: Partial<Settings>, key: string, value: unknown, 
     case 'keep_builds': result.keepBuilds = asBoolean(value, file, key); break;
     case 'privileged': result.privileged = asBoolean(value, file, key); break;
     case 'keep_failed': result.keepFailedSeconds = parseDuration(value, file, key); break;
+    case 'oci': result.oci = parseOci(value, file); break;
     default: throw new SystemError(`${file}: unknown key "${key}"`, 'see README.md, "Configuration"');
   }
 }
@@ -212,6 +253,45 @@ function parseLimits(value: unknown, file: string): Limits {
     }
   }
   return limits;
+}
+
+function parseOci(value: unknown, file: string): Partial<OciSettings> {
+  const oci: Partial<OciSettings> = {};
+  for (const [key, item] of Object.entries(asRecord(value, file, 'oci'))) {
+    const where = `oci.${key}`;
+    switch (key) {
+      case 'enabled': oci.enabled = asBoolean(item, file, where); break;
+      case 'allowed_registries': oci.allowedRegistries = asStringList(item, file, where); break;
+      case 'pull_policy': oci.pullPolicy = asPullPolicies(item, file, where); break;
+      case 'allowed_pull_policies': oci.allowedPullPolicies = asPullPolicies(item, file, where); break;
+      case 'insecure_registries': oci.insecureRegistries = asStringList(item, file, where); break;
+      case 'credentials_file': oci.credentialsFile = asAbsolutePath(item, file, where); break;
+      case 'gc_unused_after': oci.gcUnusedAfterSeconds = asDuration(item, file, where); break;
+      case 'pull_timeout': oci.pullTimeoutSeconds = asDuration(item, file, where); break;
+      default: throw new SystemError(`${file}: unknown key "${where}"`, 'see README.md, "OCI images"');
+    }
+  }
+  return oci;
+}
+
+/** One policy or a list, as gitlab-runner's pull_policy takes them. */
+function asPullPolicies(value: unknown, file: string, key: string): PullPolicy[] {
+  const list = typeof value === 'string' ? [value] : value;
+  if (Array.isArray(list) && list.length > 0 && list.every((item) => (pullPolicies as readonly unknown[]).includes(item))) {
+    return [...new Set(list as PullPolicy[])];
+  }
+  throw new SystemError(`${file}: ${key} must be one of ${pullPolicies.join(', ')}, or a non-empty list of them`);
+}
+
+function asAbsolutePath(value: unknown, file: string, key: string): string {
+  const text = asString(value, file, key);
+  if (text.startsWith('/')) return text;
+  throw new SystemError(`${file}: ${key} must be an absolute path`);
+}
+
+/** Seconds, or a number with s, m, h or d: 90, 30m, 12h, 7d; 0 (or false) is allowed. */
+export function asDuration(value: unknown, file: string, key: string): number {
+  return parseDuration(typeof value === 'string' && /^0+$/.test(value) ? 0 : value, file, key);
 }
 
 export function parseChoice<T extends string>(value: string, choices: readonly T[], key: string, source: string): T {

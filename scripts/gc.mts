@@ -9,6 +9,7 @@ await main({
   name: 'gc',
   summary: 'Find machines, mounts, writable layers, job records and half-made images that no live job\n' +
     'owns (runner killed, host rebooted, cleanup never came) and remove them. Live jobs are left alone.\n' +
+    'Pulled OCI images unused for oci.gc_unused_after go too, with the blobs no image needs.\n' +
     'Every prepare runs the cheap part of this first. Safe to run from a timer (contrib/).',
   usage: '[--json]',
   options: ['      --json             print what was removed as JSON on stdout'],
@@ -19,5 +20,6 @@ await main({
   if (args.json) writeAll(1, `${JSON.stringify(report)}\n`);
   log.info(`gc: ${report.jobs.length} orphaned job(s), ${report.strayMachines.length} stray machine(s), ` +
     `${report.staging.length} half-made image(s), ${report.versions.length} unused image version(s), ` +
-    `${report.shifted.length} uid-shifted image cop(ies) removed`);
+    `${report.shifted.length} uid-shifted image cop(ies), ${report.oci.images.length} pulled image(s), ` +
+    `${report.oci.blobs} blob(s) (${report.oci.blobBytes} bytes), ${report.oci.staging.length} killed pull(s) removed`);
 });

@@ -2,7 +2,7 @@
 //bin/true; exec "${0%/*}/../bin/bun" "$0" "$@"
 // prepare_exec: starts the job's machine and returns when it can run commands.
 import { main } from '../lib/cli.mts';
-import { jobIdFromEnv, jobImageFromEnv } from '../lib/contract.mts';
+import { jobIdFromEnv, jobImageSpecFromEnv, jobVariableFromEnv } from '../lib/contract.mts';
 import { SystemError } from '../lib/errors.mts';
 import { sweepOrphanedJobs } from '../lib/job/gc.mts';
 import { parseJobId } from '../lib/job/record.mts';
@@ -24,7 +24,8 @@ await main({
   needsRoot: true,
 }, async (args, settings) => {
   const jobId = parseJobId(args.id ?? jobIdFromEnv());
-  const imageReference = args._[0] ?? jobImageFromEnv() ?? args['default-image'] ?? settings.defaultImage;
+  const jobImage = args._[0] === undefined ? jobImageSpecFromEnv() : undefined;
+  const imageReference = args._[0] ?? jobImage?.name ?? args['default-image'] ?? settings.defaultImage;
   if (!imageReference) throw new SystemError('no image for this job', 'give the job an image:, or pass --default-image');
   ensureRunnerDirs(settings);
   try {
@@ -34,7 +35,9 @@ await main({
       log.info(`job ${jobId}: replacing the kept machine of an earlier job with this id`);
       await cleanupJob(settings, jobId);
     }
-    await prepareJob(settings, { jobId, imageReference: String(imageReference) });
+    await prepareJob(settings, {
+      jobId, imageReference: String(imageReference), jobImage, jobAuthConfig: jobVariableFromEnv('DOCKER_AUTH_CONFIG'),
+    });
   } catch (error) {
     recordEvent(settings.root, 'prepare_failed', 1);
     throw error;

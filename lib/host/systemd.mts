@@ -52,7 +52,10 @@ function canBoot(imagePath: string): boolean {
 }
 
 async function startUnit(request: StartRequest, record: JobRecord): Promise<JobRecord> {
-  if (!canBoot(request.imagePath)) {
+  // Machines of OCI images are not booted (no systemd in them): nspawn runs
+  // the stage agent as its payload under the unit, and tells systemd it is
+  // ready once the machine has started (--notify-ready=no, the default).
+  if (request.boot && !canBoot(request.imagePath)) {
     throw new JobError(`image "${record.image}" cannot boot: it has no systemd (${initPaths.map((p) => `/${p}`).join(', ')})`,
       'machines on systemd hosts boot the image\'s systemd: install systemd in the image (chroot-create does), or set host: direct');
   }

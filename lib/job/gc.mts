@@ -13,6 +13,7 @@ import { recordEvent } from '../metrics/events.mts';
 import { removeTree } from '../mounts.mts';
 import { escapeColons } from '../nspawn.mts';
 import { isRunning, startTimeOf } from '../proc.mts';
+import type { OciGcReport } from '../oci/gc.mts';
 import { jobsDir, type Settings } from '../settings.mts';
 
 export type JobHealth = 'preparing' | 'running' | 'kept' | 'orphaned';
@@ -90,6 +91,8 @@ export interface GcReport {
   /** Image versions no job or machine uses any more, as NAME/VERSION. */
   versions: string[];
   shifted: string[];
+  /** Pulled OCI images unused for oci.gc_unused_after, their blobs, and what killed pulls left. */
+  oci: OciGcReport;
 }
 
 /** The full collection, for the gc command and its timer. */
@@ -108,10 +111,12 @@ export async function collectGarbage(settings: Settings): Promise<GcReport> {
   const versions = await sweepImageVersions(settings);
   // uid-shifted copies (private_users) of image trees that are gone.
   const { removeShiftedTrees } = await import('../storage/shifted.mts');
+  const { collectOciGarbage } = await import('../oci/gc.mts');
+  const oci = await collectOciGarbage(settings);
   const shifted = await removeShiftedTrees(settings, (source) => !existsSync(source));
   const counts = { stray_machines: stray.machines.length, staging: staging.length, versions: versions.length, shifted: shifted.length } as const;
   for (const [kind, count] of Object.entries(counts)) if (count) recordEvent(settings.root, `gc_removed_${kind as keyof typeof counts}`, count);
-  return { jobs, strayMachines: stray.machines, staging, versions, shifted };
+  return { jobs, strayMachines: stray.machines, staging, versions, shifted, oci };
 }
 
 function escapeRegExp(text: string): string {

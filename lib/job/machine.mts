@@ -2,25 +2,26 @@
 // stage, cleanup removes every trace of it. Storage and host mode are chosen
 // here, once, and recorded so later stages use the same ones.
 import { accessSync, closeSync, constants, existsSync, fstatSync, mkdirSync, openSync } from 'node:fs';
-import { lastStage, reportBuildExitCode } from '../contract.mts';
+import { lastStage, reportBuildExitCode, type JobImage } from '../contract.mts';
 import { ScriptFailed, SystemError } from '../errors.mts';
 import { chooseHostName, hostByName, stopMachinesWhere } from '../host/select.mts';
 import { bootArguments, bootBinds, createBootFiles } from '../host/systemd-boot.mts';
 import { unitName } from '../host/systemd-unit.mts';
-import { checkImageAllowed, imageNameFromReference, imageStoreDir, isServedImagePath, resolveImage } from '../image/resolve.mts';
+import { imageStoreDir, isServedImagePath } from '../image/resolve.mts';
 import {
   claimJobDir, jobDir, machineName, readJobRecord, removeJobDir, requireJobRecord, writeJobRecord,
   type BackendName, type JobRecord,
 } from './record.mts';
 import { noteFailedStage } from './keep-failed.mts';
 import { log } from '../log.mts';
+import type { PulledImageMeta } from '../oci/store.mts';
 import { isLive, owningAncestorOf, sleep, startTimeOf } from '../proc.mts';
 import { buildNspawnArgs, namesPath, privilegedEnv, systemdVersion, type Bind } from '../nspawn.mts';
 import { imagePersonality } from '../image/personality.mts';
 import { buildsDir, cacheDir, type Settings } from '../settings.mts';
 import { buildShares, findRunnerBinary } from './shares.mts';
 import { findAgent, runScriptThroughAgent, waitForAgent, type Agent } from './stage.mts';
-import { agentBinds, agentPayload, createAgentFiles, ioDirOf } from './stage-agent.mts';
+import { agentBinds, agentPayload, createAgentFiles, defaultStageSetup, ioDirOf, type StageSetup } from './stage-agent.mts';
 import { backendByName, chooseBackendName } from '../storage/select.mts';
 
 export interface PrepareRequest {
@@ -29,11 +30,18 @@ export interface PrepareRequest {
   imageReference: string;
   /** More binds into the machine (exec's project directory). */
   binds?: readonly Bind[];
+  /** The job's image: object (pull policy, platform), when the image is the job's. */
+  jobImage?: JobImage;
+  /** The job's DOCKER_AUTH_CONFIG, for private registries. */
+  jobAuthConfig?: string;
 }
 
 export async function prepareJob(settings: Settings, request: PrepareRequest): Promise<JobRecord> {
-  const image = checkImageAllowed(settings, imageNameFromReference(request.imageReference));
-  const imagePath = resolveImage(settings, image);
+  const { resolveJobImage } = await import('../oci/resolve.mts');
+  const imageRequest = { written: request.imageReference, job: request.jobImage, jobAuthConfig: request.jobAuthConfig };
+  let resolved = await resolveJobImage(settings, imageRequest);
+  const image = resolved.name;
+  const imagePath = resolved.path;
   const host = await hostByName(chooseHostName(settings));
   const backend = await backendByName(chooseBackendName(settings), settings);
   const runnerBinary = findRunnerBinary(settings.runnerBinary, { parentPid: process.ppid, pathEnv: process.env.PATH });
@@ -52,6 +60,7 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
     preparerStartTime: startTimeOf(process.pid),
     ownerPid: owner,
     ownerStartTime: startTimeOf(owner),
+    ...(resolved.kind === 'oci' ? { oci: { key: resolved.meta.key, digest: resolved.meta.digest } } : {}),
   };
   try {
     // Written before anything is started, so cleanup can always undo it.
@@ -61,16 +70,20 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
     // resolve and the write is resolved again.
     for (let attempt = 1; !isServedImagePath(record.imagePath); attempt++) {
       if (attempt > 3) throw new SystemError(`image ${image} keeps changing under prepare`, 'retry; is a maintenance looping?');
-      record = { ...record, imagePath: resolveImage(settings, image) };
+      resolved = await resolveJobImage(settings, imageRequest);
+      record = { ...record, imagePath: resolved.path };
       writeJobRecord(dir, record);
     }
+    const stageSetup = resolved.kind === 'oci' ? await ociStageSetup(settings, resolved.meta) : defaultStageSetup;
     const personality = imagePersonality(record.imagePath);
     if (personality) writeJobRecord(dir, record = { ...record, personality });
     const storageArgs = await backend.prepare(record.imagePath, dir, { privateUsers: settings.privateUsers });
     // Where machined runs, machines boot as the original's do: systemd in
     // the machine makes `systemctl` work in jobs and tells when it is up.
-    const boot = host.registers;
-    createAgentFiles(dir, boot);
+    // OCI images have no systemd to boot: their machines run the stage agent
+    // as nspawn's payload, under the same unit.
+    const boot = host.registers && resolved.kind === 'local';
+    createAgentFiles(dir, boot, stageSetup);
     if (boot) createBootFiles(dir);
     const nspawnArgs = buildNspawnArgs({
       machine: record.machine,
@@ -105,9 +118,17 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
       log.warn(`cleanup after failed prepare: ${cleanupError.message}`));
     throw error;
   }
-  log.info(`job ${record.jobId}: machine ${record.machine} on image ${image} (${backend.name} storage, ${host.name} host)`);
+  const digest = resolved.kind === 'oci' ? ` (${resolved.meta.digest})` : '';
+  log.info(`job ${record.jobId}: machine ${record.machine} on image ${image}${digest} (${backend.name} storage, ${host.name} host)`);
   log.verbose(runnerBinary ? `sharing ${runnerBinary} as gitlab-runner` : 'no gitlab-runner binary to share: cache and artifacts need one in the image');
   return record;
+}
+
+/** The image's Env and WorkingDir for every stage; the image is marked used for gc. */
+async function ociStageSetup(settings: Settings, meta: PulledImageMeta): Promise<StageSetup> {
+  const [{ stageEnvFor, stageWorkdirFor }, { touchImage }] = await Promise.all([import('../oci/image-config.mts'), import('../oci/store.mts')]);
+  touchImage(settings, meta.key);
+  return { env: stageEnvFor(meta.config.env), workdir: stageWorkdirFor(meta.config.workingDir) };
 }
 
 export interface StageRequest {
@@ -229,8 +250,12 @@ export async function cleanupJob(settings: Settings, jobId: string): Promise<boo
       'remove it by hand; a later cleanup or gc retries');
   }
   log.verbose(`job ${jobId}: cleaned up`);
+  if (record?.oci) {
+    const { touchImage } = await import('../oci/store.mts');
+    touchImage(settings, record.oci.key);
+  }
   // The last job on an old version of its image deletes it.
-  if (record && existsSync(imageStoreDir(settings, record.image))) {
+  if (record && !record.oci && existsSync(imageStoreDir(settings, record.image))) {
     const { removeUnusedVersionsQuietly } = await import('../image/retire.mts');
     await removeUnusedVersionsQuietly(settings, record.image).catch((error: Error) =>
       log.warn(`removing unused versions of image ${record.image}: ${error.message}`));

@@ -54,6 +54,8 @@ export interface JobRecord {
   unit?: string;
   /** keep_failed: the job failed and its machine stays until then (job/keep-failed.mts). */
   keptUntil?: string;
+  /** A pulled OCI image (image is then its reference): its key in <root>/.oci/images. */
+  oci?: { key: string; digest: string };
 }
 
 /**

@@ -33,31 +33,58 @@ export const stageEnv = [
   'container=systemd-nspawn',
 ] as const;
 
+/** A word for sh: single-quoted unless plainly safe. */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9_=@%+:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+export interface StageSetup {
+  /** NAME=VALUE entries of every stage's environment (stageEnv, or an OCI image's Env over it). */
+  env: readonly string[];
+  /** Where stages start (an OCI image's WorkingDir); created when missing, as docker does. */
+  workdir: string;
+}
+
+export const defaultStageSetup: StageSetup = { env: stageEnv, workdir: '/' };
+
 /**
  * POSIX sh, for dash, bash and busybox ash alike. It first replaces its
  * environment (nspawn's or the machine's systemd's) with the stages' own,
- * once, so a stage costs no env(1). setsid gives each stage a session, so a
+ * once, so a stage costs no env(1): our defaults, or an OCI image's Env over
+ * them, written in as quoted words. setsid gives each stage a session, so a
  * cancel reaches the stage's processes and nothing else. The status is one
  * write of a few bytes; the host takes an empty file for "not yet". The FIFO
  * is held open for writing too, so it never reports end-of-file between
- * requests.
+ * requests. Stages start in the image's WorkingDir (made when missing, as
+ * docker does), and a shell the image lacks (bash on alpine or busybox)
+ * falls back to sh, as the Docker executor's shell detection does.
  */
-export const agentScript = `#!/bin/sh
+export function buildAgentScript(setup: StageSetup = defaultStageSetup): string {
+  const workdir = shellWord(setup.workdir);
+  return `#!/bin/sh
 # nspawn-runner stage agent (lib/job/stage-agent.mts): starts each stage's script.
-[ "$NSPAWN_RUNNER_AGENT" = 1 ] || exec env -i NSPAWN_RUNNER_AGENT=1 ${stageEnv.join(' ')} /bin/sh "$0" "$@"
+[ "$NSPAWN_RUNNER_AGENT" = 1 ] || exec env -i NSPAWN_RUNNER_AGENT=1 ${setup.env.map(shellWord).join(' ')} /bin/sh "$0" "$@"
 unset NSPAWN_RUNNER_AGENT
 io=\${1:?usage: agent IO_DIR}
-cd / || exit 1
+${setup.workdir === '/' ? '' : `mkdir -p ${workdir} 2>/dev/null
+`}cd ${workdir} 2>/dev/null || cd / || exit 1
 [ -p "$io/requests" ] || mkfifo -m 600 "$io/requests" || exit 1
 exec 3<>"$io/requests" </dev/null
 while read -r token shell <&3; do
   case $token in ''|.*|*[!A-Za-z0-9_.-]*) continue ;; esac
   case $shell in ''|*[!A-Za-z0-9_./-]*) continue ;; esac
+  case $shell in
+    /*) [ -x "$shell" ] || shell=/bin/sh ;;
+    *) command -v "$shell" >/dev/null 2>&1 || shell=sh ;;
+  esac
   setsid "$shell" "$io/$token.sh" </dev/null >>"$io/output" 2>&1 3<&- &
   wait $!
   echo $? >"$io/$token.status"
 done
 `;
+}
+
+export const agentScript = buildAgentScript();
 
 /**
  * A service of the booted machine's systemd, started early in the boot and
@@ -90,11 +117,11 @@ export function ioDirOf(jobDir: string): string {
  * agent makes its FIFO itself: Node has no mkfifo, and a process for it would
  * cost every prepare.
  */
-export function createAgentFiles(jobDir: string, boot: boolean): void {
+export function createAgentFiles(jobDir: string, boot: boolean, setup: StageSetup = defaultStageSetup): void {
   const io = ioDirOf(jobDir);
   mkdirSync(io, { mode: 0o700 });
   writeFileSync(`${io}/output`, '', { mode: 0o600, flag: 'wx' });
-  writeFileSync(`${jobDir}/agent.sh`, agentScript, { mode: 0o644 });
+  writeFileSync(`${jobDir}/agent.sh`, buildAgentScript(setup), { mode: 0o644 });
   if (boot) writeFileSync(`${jobDir}/agent.service`, agentUnit, { mode: 0o644 });
 }
 
