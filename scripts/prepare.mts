@@ -8,7 +8,8 @@ import { sweepOrphanedJobs } from '../lib/job/gc.mts';
 import { parseJobId } from '../lib/job/record.mts';
 import { isKeptJob } from '../lib/job/keep-failed.mts';
 import { log } from '../lib/log.mts';
-import { cleanupJob, ensureRunnerDirs, prepareJob } from '../lib/job/machine.mts';
+import { cleanupJob, ensureRunnerDirs } from '../lib/job/machine.mts';
+import { prepareJob } from '../lib/job/prepare.mts';
 import { processSeconds, recordEvent } from '../lib/metrics/events.mts';
 
 await main({

@@ -10,7 +10,8 @@ import type { CiJob } from '../ci/model.mts';
 import { expandText, expandVariables, mergeVariables, variablesFrom, type Variables } from '../ci/variables.mts';
 import { ScriptFailed } from '../errors.mts';
 import { check } from '../exec.mts';
-import { cleanupJob, prepareJob, runStage } from '../job/machine.mts';
+import { cleanupJob, runStage } from '../job/machine.mts';
+import { prepareJob } from '../job/prepare.mts';
 import type { Settings } from '../settings.mts';
 import {
   artifactsDir, cacheDirName, dotenvFile, ensureLocalDir, filesKey, localDir, readDotenvReport, restoreTree, selectPaths, storeTree,

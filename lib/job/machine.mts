@@ -1,135 +1,20 @@
-// A job's machine through its life: prepare starts it, run enters it once per
-// stage, cleanup removes every trace of it. Storage and host mode are chosen
-// here, once, and recorded so later stages use the same ones.
+// A job's machine through its life: prepare starts it (prepare.mts), run has
+// its stage agent run each stage, cleanup removes every trace of it.
 import { accessSync, closeSync, constants, existsSync, fstatSync, mkdirSync, openSync } from 'node:fs';
-import { lastStage, reportBuildExitCode, type JobImage } from '../contract.mts';
+import { lastStage, reportBuildExitCode } from '../contract.mts';
 import { ScriptFailed, SystemError } from '../errors.mts';
-import { chooseHostName, hostByName, stopMachinesWhere } from '../host/select.mts';
-import { bootArguments, bootBinds, createBootFiles } from '../host/systemd-boot.mts';
+import { hostByName, stopMachinesWhere } from '../host/select.mts';
 import { unitName } from '../host/systemd-unit.mts';
-import { imageStoreDir, isServedImagePath } from '../image/resolve.mts';
-import {
-  claimJobDir, jobDir, machineName, readJobRecord, removeJobDir, requireJobRecord, writeJobRecord,
-  type BackendName, type JobRecord,
-} from './record.mts';
-import { noteFailedStage } from './keep-failed.mts';
+import { imageStoreDir } from '../image/resolve.mts';
 import { log } from '../log.mts';
-import type { PulledImageMeta } from '../oci/store.mts';
-import { isLive, owningAncestorOf, sleep, startTimeOf } from '../proc.mts';
-import { buildNspawnArgs, namesPath, privilegedEnv, systemdVersion, type Bind } from '../nspawn.mts';
-import { imagePersonality } from '../image/personality.mts';
+import { namesPath } from '../nspawn.mts';
+import { isLive, sleep } from '../proc.mts';
 import { buildsDir, cacheDir, type Settings } from '../settings.mts';
-import { buildShares, findRunnerBinary } from './shares.mts';
+import { backendByName } from '../storage/select.mts';
+import { noteFailedStage } from './keep-failed.mts';
+import { jobDir, machineName, readJobRecord, removeJobDir, requireJobRecord, type BackendName, type JobRecord } from './record.mts';
 import { findAgent, runScriptThroughAgent, waitForAgent, type Agent } from './stage.mts';
-import { agentBinds, agentPayload, createAgentFiles, defaultStageSetup, ioDirOf, type StageSetup } from './stage-agent.mts';
-import { backendByName, chooseBackendName } from '../storage/select.mts';
-
-export interface PrepareRequest {
-  jobId: string;
-  /** What the job asked for: an image name or a docker-style reference. */
-  imageReference: string;
-  /** More binds into the machine (exec's project directory). */
-  binds?: readonly Bind[];
-  /** The job's image: object (pull policy, platform), when the image is the job's. */
-  jobImage?: JobImage;
-  /** The job's DOCKER_AUTH_CONFIG, for private registries. */
-  jobAuthConfig?: string;
-}
-
-export async function prepareJob(settings: Settings, request: PrepareRequest): Promise<JobRecord> {
-  const { resolveJobImage } = await import('../oci/resolve.mts');
-  const imageRequest = { written: request.imageReference, job: request.jobImage, jobAuthConfig: request.jobAuthConfig };
-  let resolved = await resolveJobImage(settings, imageRequest);
-  const image = resolved.name;
-  const imagePath = resolved.path;
-  const host = await hostByName(chooseHostName(settings));
-  const backend = await backendByName(chooseBackendName(settings), settings);
-  const runnerBinary = findRunnerBinary(settings.runnerBinary, { parentPid: process.ppid, pathEnv: process.env.PATH });
-  const dir = claimJobDir(settings, request.jobId);
-  const owner = owningAncestorOf(process.pid);
-  let record: JobRecord = {
-    jobId: request.jobId,
-    machine: machineName(request.jobId),
-    image,
-    imagePath,
-    backend: backend.name,
-    host: host.name,
-    createdAt: new Date().toISOString(),
-    state: 'preparing',
-    preparerPid: process.pid,
-    preparerStartTime: startTimeOf(process.pid),
-    ownerPid: owner,
-    ownerStartTime: startTimeOf(owner),
-    ...(resolved.kind === 'oci' ? { oci: { key: resolved.meta.key, digest: resolved.meta.digest } } : {}),
-  };
-  try {
-    // Written before anything is started, so cleanup can always undo it.
-    writeJobRecord(dir, record);
-    // The record pins the version: old versions are deleted only when no
-    // record names them (image/store.mts). One that was retired between the
-    // resolve and the write is resolved again.
-    for (let attempt = 1; !isServedImagePath(record.imagePath); attempt++) {
-      if (attempt > 3) throw new SystemError(`image ${image} keeps changing under prepare`, 'retry; is a maintenance looping?');
-      resolved = await resolveJobImage(settings, imageRequest);
-      record = { ...record, imagePath: resolved.path };
-      writeJobRecord(dir, record);
-    }
-    const stageSetup = resolved.kind === 'oci' ? await ociStageSetup(settings, resolved.meta) : defaultStageSetup;
-    const personality = imagePersonality(record.imagePath);
-    if (personality) writeJobRecord(dir, record = { ...record, personality });
-    const storageArgs = await backend.prepare(record.imagePath, dir, { privateUsers: settings.privateUsers });
-    // Where machined runs, machines boot as the original's do: systemd in
-    // the machine makes `systemctl` work in jobs and tells when it is up.
-    // OCI images have no systemd to boot: their machines run the stage agent
-    // as nspawn's payload, under the same unit.
-    const boot = host.registers && resolved.kind === 'local';
-    createAgentFiles(dir, boot, stageSetup);
-    if (boot) createBootFiles(dir);
-    const nspawnArgs = buildNspawnArgs({
-      machine: record.machine,
-      storageArgs,
-      boot,
-      payload: boot ? [...agentPayload(boot), ...bootArguments(settings.network)] : agentPayload(boot),
-      register: host.registers,
-      binds: [...buildShares(settings, runnerBinary), ...agentBinds(dir, boot, settings.privateUsers), ...(boot ? bootBinds(dir) : []),
-        ...(request.binds ?? [])],
-      systemdVersion: await systemdVersion(),
-      network: settings.network,
-      privileged: settings.privileged,
-      personality,
-    });
-    record = await host.start({
-      nspawnArgs,
-      jobDir: dir,
-      imagePath: record.imagePath,
-      boot,
-      readyTimeoutMs: settings.readyTimeoutSeconds * 1000,
-      limits: settings.limits,
-      nspawnEnv: privilegedEnv(settings.privileged),
-      allDevices: settings.privileged,
-      onSpawned: (spawned) => writeJobRecord(dir, spawned),
-    }, record);
-    const started = record;
-    await awaitAgent(record, dir, () => host.leaderOf(started), settings.readyTimeoutSeconds * 1000);
-    record = { ...record, state: 'running' };
-    writeJobRecord(dir, record);
-  } catch (error) {
-    await cleanupJob(settings, request.jobId).catch((cleanupError: Error) =>
-      log.warn(`cleanup after failed prepare: ${cleanupError.message}`));
-    throw error;
-  }
-  const digest = resolved.kind === 'oci' ? ` (${resolved.meta.digest})` : '';
-  log.info(`job ${record.jobId}: machine ${record.machine} on image ${image}${digest} (${backend.name} storage, ${host.name} host)`);
-  log.verbose(runnerBinary ? `sharing ${runnerBinary} as gitlab-runner` : 'no gitlab-runner binary to share: cache and artifacts need one in the image');
-  return record;
-}
-
-/** The image's Env and WorkingDir for every stage; the image is marked used for gc. */
-async function ociStageSetup(settings: Settings, meta: PulledImageMeta): Promise<StageSetup> {
-  const [{ stageEnvFor, stageWorkdirFor }, { touchImage }] = await Promise.all([import('../oci/image-config.mts'), import('../oci/store.mts')]);
-  touchImage(settings, meta.key);
-  return { env: stageEnvFor(meta.config.env), workdir: stageWorkdirFor(meta.config.workingDir) };
-}
+import { ioDirOf } from './stage-agent.mts';
 
 export interface StageRequest {
   jobId: string;
@@ -146,7 +31,7 @@ export interface StageRequest {
  * start, or after a reboot inside the machine, the machine's systemd may
  * still be starting it.
  */
-async function awaitAgent(record: JobRecord, dir: string, leaderOf: () => Promise<number | undefined>, timeoutMs: number): Promise<Agent> {
+export async function awaitAgent(record: JobRecord, dir: string, leaderOf: () => Promise<number | undefined>, timeoutMs: number): Promise<Agent> {
   const deadline = Date.now() + timeoutMs;
   for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
     const leader = await leaderOf();
