@@ -55,8 +55,16 @@ export async function checkAnsible(ctx: DoctorContext): Promise<Finding[]> {
 }
 
 export function checkOciTools(ctx: DoctorContext): Finding[] {
-  const found = ['skopeo', 'umoci'].filter((program) => findProgram(program, ctx.path));
-  return [ok('skopeo, umoci', `not used yet (images are Debian trees made by chroot-create)${found.length ? `; installed: ${found.join(', ')}` : ''}`)];
+  const check = 'skopeo, umoci';
+  const missing = ['skopeo', 'umoci'].filter((program) => !findProgram(program, ctx.path));
+  if (!ctx.settings.oci.enabled) {
+    return [ok(check, `OCI images are off (oci.enabled: false): jobs run on local images only${missing.length ? `; to turn them on, also apt install ${missing.join(' ')}` : ''}`)];
+  }
+  if (missing.length) {
+    return [error(check, `OCI images are on, but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing: jobs that ask for a registry image fail`,
+      `apt install ${missing.join(' ')}`)];
+  }
+  return [ok(check, 'OCI images are on: skopeo pulls them, umoci unpacks them')];
 }
 
 /** Whether an ELF file asks for a program interpreter (is dynamically linked). */

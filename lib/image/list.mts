@@ -2,7 +2,7 @@
 // directories, playbooks, and stores whose versions jobs still use.
 import { readdirSync, realpathSync } from 'node:fs';
 import { isSubvolume } from '../btrfs.mts';
-import { zx } from '../exec.mts';
+import { diskUsage, formatSize } from '../disk.mts';
 import { imagePath, imagesDir, isImageName, listImageNames } from './resolve.mts';
 import { readImageMeta, type ImageMeta } from './meta.mts';
 import { jobsOnImage } from './retire.mts';
@@ -43,13 +43,6 @@ export function listAllImageNames(settings: Settings): string[] {
   return [...new Set([...listImageNames(settings), ...listPlaybookNames(settings), ...stores])].sort();
 }
 
-async function diskUsage(path: string): Promise<number | null> {
-  const $ = await zx();
-  const du = await $({ nothrow: true })`du -s -x --block-size=1 -- ${path}`;
-  const bytes = Number(du.stdout.split('\t')[0]);
-  return du.ok && Number.isFinite(bytes) ? bytes : null;
-}
-
 export async function listImages(settings: Settings, withSize = true): Promise<ImageRow[]> {
   const records = listJobRecords(settings);
   const rows: ImageRow[] = [];
@@ -81,14 +74,6 @@ export async function listImages(settings: Settings, withSize = true): Promise<I
   return rows;
 }
 
-function formatSize(bytes: number | null): string {
-  if (bytes === null) return '-';
-  const units = ['B', 'K', 'M', 'G', 'T'];
-  let value = bytes;
-  let unit = 0;
-  for (; value >= 1024 && unit < units.length - 1; unit++) value /= 1024;
-  return `${value.toFixed(unit && value < 10 ? 1 : 0)}${units[unit]}`;
-}
 
 function formatMaintenance(maintained: ImageMeta['maintained'] | null): string {
   if (!maintained) return '-';

@@ -7,7 +7,7 @@
 // recording its image.
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { run } from '../exec.mts';
+import { diskUsage, formatSize } from '../disk.mts';
 import { retiredMarker } from '../image/resolve.mts';
 import { listJobRecords, type JobRecord } from '../job/record.mts';
 import { tryLock } from '../lock.mts';
@@ -46,12 +46,6 @@ export interface PulledImageRow {
   tree: string;
 }
 
-async function diskUsage(path: string): Promise<number | null> {
-  const result = await run(['du', '-s', '-x', '--block-size=1', '--', path]);
-  const bytes = Number(result.stdout.split('\t')[0]);
-  return result.code === 0 && Number.isFinite(bytes) ? bytes : null;
-}
-
 export async function listPulledImages(settings: Settings, withSize = true): Promise<PulledImageRow[]> {
   const records = listJobRecords(settings);
   const refs = listRefs(settings);
@@ -74,15 +68,6 @@ export async function listPulledImages(settings: Settings, withSize = true): Pro
     });
   }
   return rows;
-}
-
-function formatSize(bytes: number | null): string {
-  if (bytes === null) return '-';
-  const units = ['B', 'K', 'M', 'G', 'T'];
-  let value = bytes;
-  let unit = 0;
-  for (; value >= 1024 && unit < units.length - 1; unit++) value /= 1024;
-  return `${value.toFixed(unit && value < 10 ? 1 : 0)}${units[unit]}`;
 }
 
 export function formatPulledTable(rows: PulledImageRow[]): string {
