@@ -98,6 +98,20 @@ export function isRunning(pid: number, startTime?: string): boolean {
   return startTime === undefined || stat.startTime === startTime;
 }
 
+/**
+ * "PID STARTTIME": who is making something (a staging directory), so a later
+ * gc can tell whether that process still runs even when its PID is reused.
+ */
+export function ownerMark(pid: number = process.pid): string {
+  return `${pid} ${startTimeOf(pid) ?? ''}`;
+}
+
+/** Whether the process an ownerMark names still runs; an empty mark names nobody. */
+export function isOwnerRunning(mark: string): boolean {
+  const [pid, startTime] = mark.trim().split(' ');
+  return Boolean(pid) && isRunning(Number(pid), startTime || undefined);
+}
+
 /** True while pid is stopped (SIGSTOP, SIGTSTP, ...). */
 export function isStopped(pid: number): boolean {
   return statOf(pid)?.state === 'T';

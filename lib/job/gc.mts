@@ -12,7 +12,7 @@ import { cleanupJob } from './machine.mts';
 import { recordEvent } from '../metrics/events.mts';
 import { removeTree } from '../mounts.mts';
 import { escapeColons } from '../nspawn.mts';
-import { isRunning, startTimeOf } from '../proc.mts';
+import { isOwnerRunning, isRunning, ownerMark } from '../proc.mts';
 import type { OciGcReport } from '../oci/gc.mts';
 import { jobsDir, type Settings } from '../settings.mts';
 
@@ -125,7 +125,7 @@ function escapeRegExp(text: string): string {
 
 /** Marks a staging directory as owned by this process, for sweepStaging. */
 export function claimStaging(dir: string): void {
-  writeFileSync(`${dir}/.owner`, `${process.pid} ${startTimeOf(process.pid) ?? ''}\n`);
+  writeFileSync(`${dir}/.owner`, `${ownerMark()}\n`);
 }
 
 /**
@@ -158,15 +158,13 @@ async function sweepStaging(settings: Settings): Promise<string[]> {
   const removed: string[] = [];
   for (const entry of entries) {
     const dir = `${staging}/${entry}`;
-    let owner: string[] = [];
+    let owner = '';
     try {
-      owner = readFileSync(`${dir}/.owner`, 'utf8').trim().split(' ');
+      owner = readFileSync(`${dir}/.owner`, 'utf8');
     } catch {
       // no owner file: judged by age below
     }
-    const alive = owner[0]
-      ? isRunning(Number(owner[0]), owner[1] || undefined)
-      : Date.now() - statSync(dir).mtimeMs < unrecordedGraceMs;
+    const alive = owner.trim() ? isOwnerRunning(owner) : Date.now() - statSync(dir).mtimeMs < unrecordedGraceMs;
     if (alive) continue;
     log.info(`removing the half-made image ${dir}`);
     await removeTree(dir);

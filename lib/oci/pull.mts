@@ -22,7 +22,7 @@ import { run } from '../exec.mts';
 import { tryLock, type Lock } from '../lock.mts';
 import { log } from '../log.mts';
 import { removeTree } from '../mounts.mts';
-import { isRunning, sleep, startTimeOf } from '../proc.mts';
+import { isOwnerRunning, ownerMark, sleep } from '../proc.mts';
 import type { PullPolicy, Settings } from '../settings.mts';
 import { findCredential, redact, secretsOf, writeAuthFile, type CredentialSources, type RegistryCredential } from './auth.mts';
 import { missingAgentTools, readLayoutImage, stageEnvFor } from './image-config.mts';
@@ -76,7 +76,7 @@ function openSession(settings: Settings, request: ObtainRequest): Session {
       if (staging) return staging;
       const dir = `${stagingRoot(settings)}/${process.pid}-${randomBytes(4).toString('hex')}`;
       mkdirSync(dir, { mode: 0o700 });
-      writeFileSync(`${dir}/.owner`, `${process.pid} ${startTimeOf(process.pid) ?? ''}\n`);
+      writeFileSync(`${dir}/.owner`, `${ownerMark()}\n`);
       for (const signal of signals) process.on(signal, onSignal);
       return (staging = dir);
     },
@@ -264,6 +264,5 @@ async function unpack(layout: string, tree: string, name: string, secrets: strin
 
 /** Staging directories of pulls whose process is gone (killed half-way): what gc removes. */
 export function isDeadStaging(ownerText: string | undefined): boolean {
-  const [pid, startTime] = (ownerText ?? '').trim().split(' ');
-  return !pid || !isRunning(Number(pid), startTime || undefined);
+  return !isOwnerRunning(ownerText ?? '');
 }

@@ -15,6 +15,7 @@ import { SystemError } from '../errors.mts';
 import { zx } from '../exec.mts';
 import { log } from '../log.mts';
 import { removeTree } from '../mounts.mts';
+import { isOwnerRunning, ownerMark } from '../proc.mts';
 import type { Settings } from '../settings.mts';
 
 /** Ranges nspawn itself picks from (systemd-nspawn(1), --private-users=pick); each is 65536 ids. */
@@ -54,7 +55,8 @@ export async function ensureShiftedTree(settings: Settings, source: string): Pro
   const path = `${dir}/${key}`;
   if (existsSync(path)) return { path, base };
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const staging = `${dir}/.staging-${key}-${process.pid}`;
+  // The name carries the owner (ownerMark): a file inside would end up in the machines' root.
+  const staging = `${dir}/.staging-${key}-${ownerMark().replace(' ', '-')}`;
   log.info(`private_users: making the uid-shifted copy of ${source} (once per image version)`);
   try {
     // Once per image version, and it copies the whole image: zx's import does not count here.
@@ -107,8 +109,8 @@ export async function removeShiftedTrees(settings: Settings, isObsolete: (source
   }
   // Staging copies of a prepare that died half-way.
   for (const entry of entries.filter((name) => name.startsWith('.staging-'))) {
-    const pid = Number(entry.split('-').at(-1));
-    if (!existsSync(`/proc/${pid}`)) await removeTree(`${dir}/${entry}`);
+    const [pid, startTime] = entry.split('-').slice(-2);
+    if (!isOwnerRunning(`${pid} ${startTime}`)) await removeTree(`${dir}/${entry}`);
   }
   return removed;
 }

@@ -18,27 +18,29 @@
 set -euo pipefail
 
 here=$(dirname "$(readlink -f "$0")")
-source_dir=${NSPAWN_RUNNER_GITLAB_RUNNER_SOURCE:-$(readlink -f "$here/../../../shared/gitlab-runner")}
+# Not readlink -f: in a clone with no shared/ beside it, that fails silently under set -e.
+source_dir=${NSPAWN_RUNNER_GITLAB_RUNNER_SOURCE:-$here/../../../shared/gitlab-runner}
 archive=$source_dir/gitlab-runner-17.9.3-src.tar.gz
 version=17.9.3
 revision=f6927248
+# The archive this script builds, pinned (its README says the same): the cache
+# key, so a binary built once serves a clone that has no shared/ beside it.
+sha256=b40172aa19cfb5644459765cfee8080e312bc4f209fd312f9ddaa75fde3a7584
 cache=${NSPAWN_RUNNER_TEST_CACHE:-/var/cache/nspawn-runner-tests}
 
 say() { echo "install-gitlab-runner: $*" >&2; }
 fail() { say "$*"; exit 3; }
 
-[[ -f $archive ]] || fail "no source archive at $archive (see ../shared/gitlab-runner/README.md)"
-expected=$(sed -n 's/^sha256 of the archive: *\([0-9a-f]\{64\}\).*/\1/p' "$source_dir/README.md")
-[[ -n $expected ]] || fail "no sha256 in $source_dir/README.md"
-actual=$(sha256sum "$archive" | cut -d' ' -f1)
-[[ $actual == "$expected" ]] || fail "$archive: sha256 $actual, the README says $expected"
-
-dest=$cache/gitlab-runner-${actual:0:16}
+dest=$cache/gitlab-runner-${sha256:0:16}
 binary=$dest/gitlab-runner
 if [[ -x $binary ]]; then
   echo "$binary"
   exit 0
 fi
+
+[[ -f $archive ]] || fail "no source archive at $archive: clone beside shared/ (see ../shared/gitlab-runner/README.md), or set NSPAWN_RUNNER_GITLAB_RUNNER_SOURCE"
+actual=$(sha256sum "$archive" | cut -d' ' -f1)
+[[ $actual == "$sha256" ]] || fail "$archive: sha256 $actual, expected $sha256 (gitlab-runner $version)"
 
 # go_at_least MAJOR.MINOR GO: true when GO's version is at least that.
 go_at_least() {
