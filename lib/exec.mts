@@ -34,6 +34,7 @@ const packageOf: Record<string, string> = {
   'ansible-playbook': 'ansible-core',
   eatmydata: 'eatmydata',
   skopeo: 'skopeo',
+  pasta: 'passt',
   umoci: 'umoci',
 };
 

@@ -27,6 +27,12 @@ export interface NspawnOptions {
   /** Run the machine under a personality, such as x86 for i386 images. */
   personality?: string;
   network: NetworkChoice;
+  /** Join this network namespace (a job's pod, services/pod.mts) instead of network. */
+  networkNamespace?: string;
+  /** How the payload runs (service machines): NAME=VALUE entries, working directory, user. */
+  payloadEnv?: readonly string[];
+  workdir?: string;
+  user?: string;
   /** Every capability; the caller also turns nspawn's seccomp filter off (privilegedEnv). */
   privileged?: boolean;
 }
@@ -51,7 +57,15 @@ export function buildNspawnArgs(options: NspawnOptions): string[] {
   // It is a seccomp filter, which a privileged machine has none of.
   if (options.systemdVersion >= 250 && !options.privileged) args.push('--suppress-sync=yes');
   if (options.personality) args.push(`--personality=${options.personality}`);
-  args.push(...networkArgs(options.network));
+  if (options.networkNamespace) {
+    // The pod's resolver is the host's, reached through pasta.
+    args.push(`--network-namespace-path=${options.networkNamespace}`, '--resolv-conf=copy-host');
+  } else {
+    args.push(...networkArgs(options.network));
+  }
+  for (const entry of options.payloadEnv ?? []) args.push(`--setenv=${entry}`);
+  if (options.workdir) args.push(`--chdir=${options.workdir}`);
+  if (options.user) args.push(`--user=${options.user}`);
   if (options.privileged) args.push('--capability=all');
   if (options.boot) {
     // Stopping a throw-away machine means killing it: with SIGKILL instead

@@ -70,6 +70,10 @@ export interface Settings {
   privileged: boolean;
   /** How long the machine of a job whose build failed is kept for debugging (job/keep-failed.mts); 0 keeps none. */
   keepFailedSeconds: number;
+  /** Globs of the images a job's services: may name (gitlab-runner's allowed_services); undefined allows all. */
+  allowedServices: string[] | undefined;
+  /** How long prepare waits for a service's ports before it warns and goes on. */
+  servicesTimeoutSeconds: number;
   oci: OciSettings;
 }
 
@@ -97,6 +101,9 @@ const defaults: Settings = {
   keepBuilds: false,
   privileged: false,
   keepFailedSeconds: 0,
+  allowedServices: undefined,
+  // gitlab-runner's wait_for_services_timeout.
+  servicesTimeoutSeconds: 30,
   oci: {
     enabled: false,
     allowedRegistries: undefined,
@@ -222,6 +229,8 @@ function parseConfigKey(result: FileSettings, key: string, value: unknown, file:
     case 'keep_builds': result.keepBuilds = asBoolean(value, file, key); break;
     case 'privileged': result.privileged = asBoolean(value, file, key); break;
     case 'keep_failed': result.keepFailedSeconds = parseDuration(value, file, key); break;
+    case 'allowed_services': result.allowedServices = asStringList(value, file, key); break;
+    case 'services_timeout': result.servicesTimeoutSeconds = asDuration(value, file, key); break;
     case 'oci': result.oci = parseOci(value, file); break;
     default: throw new SystemError(`${file}: unknown key "${key}"`, 'see README.md, "Configuration"');
   }

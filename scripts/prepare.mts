@@ -11,11 +11,13 @@ import { log } from '../lib/log.mts';
 import { cleanupJob, ensureRunnerDirs } from '../lib/job/machine.mts';
 import { prepareJob } from '../lib/job/prepare.mts';
 import { processSeconds, recordEvent } from '../lib/metrics/events.mts';
+import { jobServicesFromEnv } from '../lib/services/spec.mts';
 
 await main({
   name: 'prepare',
   summary: 'Start a throw-away machine for a CI job, copy-on-write over an image.\n' +
-    'The image is IMAGE, else the job\'s image: (JOB_RESPONSE_FILE, $CUSTOM_ENV_CI_JOB_IMAGE), else --default-image.',
+    'The image is IMAGE, else the job\'s image: (JOB_RESPONSE_FILE, $CUSTOM_ENV_CI_JOB_IMAGE), else --default-image.\n' +
+    'The job\'s services: (JOB_RESPONSE_FILE, $CUSTOM_ENV_CI_JOB_SERVICES) start beside it, each in a machine of its own.',
   usage: '[--id ID] [--default-image NAME] [IMAGE]',
   options: [
     '      --id ID            job id (default $CUSTOM_ENV_CI_JOB_ID)',
@@ -37,7 +39,7 @@ await main({
       await cleanupJob(settings, jobId);
     }
     await prepareJob(settings, {
-      jobId, imageReference: String(imageReference), jobImage, jobAuthConfig: jobVariableFromEnv('DOCKER_AUTH_CONFIG'),
+      jobId, imageReference: String(imageReference), jobImage, jobAuthConfig: jobVariableFromEnv('DOCKER_AUTH_CONFIG'), services: jobServicesFromEnv(),
     });
   } catch (error) {
     recordEvent(settings.root, 'prepare_failed', 1);

@@ -27,7 +27,7 @@ export const directHost: HostMode = {
 
 async function startDetached(request: StartRequest, record: JobRecord): Promise<JobRecord> {
   if (request.boot) throw new SystemError('booting machines needs a systemd host', 'set host: systemd, or do not ask for boot');
-  const logPath = `${request.jobDir}/nspawn.log`;
+  const logPath = request.outputFile ?? `${request.jobDir}/nspawn.log`;
   const logFd = openSync(logPath, 'a');
   log.debug(`+ ${shellJoin(request.nspawnArgs)}`);
   // A spawn of our own, not exec.mts or zx: nspawn must outlive prepare.
@@ -48,7 +48,7 @@ async function startDetached(request: StartRequest, record: JobRecord): Promise<
   const started: JobRecord = { ...record, nspawnPid, nspawnStartTime: startTimeOf(nspawnPid) };
   request.onSpawned(started);
   const payload = request.nspawnArgs.slice(request.nspawnArgs.indexOf('--') + 1);
-  const leader = await Promise.race([waitForPayload(nspawnPid, payload, request.readyTimeoutMs), spawnError]);
+  const leader = await Promise.race([waitForPayload(nspawnPid, request.anyPayload ? undefined : payload, request.readyTimeoutMs), spawnError]);
   if (!leader) {
     await stopDirect(started);
     // The log goes with the job directory when prepare cleans up after
@@ -61,15 +61,15 @@ async function startDetached(request: StartRequest, record: JobRecord): Promise<
 
 /**
  * The machine is up once its PID 2 runs the payload (the stage agent, after
- * re-executing itself with the same argv): by then nspawn
+ * re-executing itself with the same argv; any payload: once PID 2 exists): by then nspawn
  * has set up every namespace and mount. Returns the machine's PID 1 (nspawn's
  * stub init), or undefined on failure.
  */
-async function waitForPayload(nspawnPid: number, payload: readonly string[], timeoutMs: number): Promise<number | undefined> {
+async function waitForPayload(nspawnPid: number, payload: readonly string[] | undefined, timeoutMs: number): Promise<number | undefined> {
   const deadline = Date.now() + timeoutMs;
   for (let delay = 1; isRunning(nspawnPid); delay = Math.min(delay * 2, 10)) {
     for (const leader of childrenOf(nspawnPid)) {
-      if (childrenOf(leader).some((pid) => sameArgv(argvOf(pid), payload))) return leader;
+      if (childrenOf(leader).some((pid) => !payload || sameArgv(argvOf(pid), payload))) return leader;
     }
     if (Date.now() > deadline) return undefined;
     await sleep(delay);

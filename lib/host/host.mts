@@ -10,6 +10,14 @@ export interface StartRequest {
   /** The image the machine is made from (read-only here). */
   imagePath: string;
   boot: boolean;
+  /**
+   * Ready once the payload runs, whatever it is (a service's entrypoint may
+   * be a script, whose argv is its interpreter's), rather than once it runs
+   * with the argv given (the stage agent).
+   */
+  anyPayload?: boolean;
+  /** Where the machine's output goes instead of the job's nspawn.log or the journal. */
+  outputFile?: string;
   readyTimeoutMs: number;
   /** Resource limits of the machine, where the host can apply them. */
   limits: Limits;
@@ -43,4 +51,19 @@ export interface FoundMachine {
   commandLine: string;
   /** Stops it and returns once it is gone. */
   stop(): Promise<void>;
+}
+
+/** What identifies a running machine in a record host.start() returned: what stops it. */
+export interface MachineFields {
+  nspawnPid?: number;
+  nspawnStartTime?: string;
+  leaderPid?: number;
+  leaderStartTime?: string;
+  unit?: string;
+}
+
+export function machineFields(record: MachineFields): MachineFields {
+  const { nspawnPid, nspawnStartTime, leaderPid, leaderStartTime, unit } = record;
+  return Object.fromEntries(Object.entries({ nspawnPid, nspawnStartTime, leaderPid, leaderStartTime, unit })
+    .filter(([, value]) => value !== undefined));
 }

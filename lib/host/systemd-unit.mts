@@ -26,6 +26,8 @@ export interface SystemdRunOptions {
   allDevices?: boolean;
   systemdVersion: number;
   readyTimeoutSeconds: number;
+  /** The machine's output, appended to this file instead of the journal (service machines). */
+  outputFile?: string;
   /** The full systemd-nspawn argv, with --boot --notify-ready=yes. */
   nspawnArgs: readonly string[];
 }
@@ -73,6 +75,7 @@ export function buildSystemdRunArgs(options: SystemdRunOptions): string[] {
     'WatchdogSec=3min',
     ...limitProperties(options.limits, options.systemdVersion),
     ...(options.allDevices ? [] : nspawnDeviceProperties),
+    ...(options.outputFile ? [`StandardOutput=append:${options.outputFile}`, 'StandardError=inherit'] : []),
   ];
   return [
     'systemd-run',

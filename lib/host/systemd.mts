@@ -69,6 +69,7 @@ async function startUnit(request: StartRequest, record: JobRecord): Promise<JobR
     allDevices: request.allDevices,
     systemdVersion: await systemdVersion(),
     readyTimeoutSeconds: Math.ceil(request.readyTimeoutMs / 1000),
+    outputFile: request.outputFile,
     nspawnArgs: request.nspawnArgs,
   });
   // From here on the unit may exist; cleanup finds it by name whatever fails.

@@ -6,9 +6,10 @@ import { ScriptFailed, SystemError } from '../errors.mts';
 import { hostByName, stopMachinesWhere } from '../host/select.mts';
 import { unitName } from '../host/systemd-unit.mts';
 import { imageStoreDir } from '../image/resolve.mts';
-import { log } from '../log.mts';
+import { log, writeAll } from '../log.mts';
 import { namesPath } from '../nspawn.mts';
 import { isLive, sleep } from '../proc.mts';
+import type { ServiceRecord } from '../services/machines.mts';
 import { buildsDir, cacheDir, type Settings } from '../settings.mts';
 import { backendByName } from '../storage/select.mts';
 import { noteFailedStage } from './keep-failed.mts';
@@ -58,6 +59,7 @@ export async function runStage(settings: Settings, request: StageRequest): Promi
     throw new SystemError(`cannot read script ${request.scriptPath}: ${(error as NodeJS.ErrnoException).code}`);
   }
   let outcome;
+  const stopStreaming = record.debugServices && record.services ? await streamServicesDuring(record.services, request.output) : undefined;
   try {
     if (!fstatSync(scriptFd).isFile()) throw new SystemError(`script ${request.scriptPath} is not a regular file`);
     outcome = await runScriptThroughAgent({
@@ -65,6 +67,7 @@ export async function runStage(settings: Settings, request: StageRequest): Promi
     });
   } finally {
     closeSync(scriptFd);
+    stopStreaming?.();
   }
   if (outcome === 'agent-gone') {
     // A machine that stopped is the host's failure, retried by GitLab. One
@@ -79,6 +82,22 @@ export async function runStage(settings: Settings, request: StageRequest): Promi
     noteFailedStage(settings, request.jobId, request.stage, outcome.code);
     throw new ScriptFailed(outcome.code, `stage ${request.stage} failed with exit code ${outcome.code}`);
   }
+}
+
+/**
+ * CI_DEBUG_SERVICES: the services' output reaches the job log while a stage
+ * runs, a second at most after it was written, and all of it by the stage's end.
+ */
+async function streamServicesDuring(services: readonly ServiceRecord[], output: StageRequest['output']): Promise<() => void> {
+  const { streamServiceLogs } = await import('../services/logs.mts');
+  const write = (text: string) => (output ? output(Buffer.from(text)) : writeAll(1, text));
+  const flush = () => streamServiceLogs(services, write);
+  flush();
+  const timer = setInterval(flush, 1000);
+  return () => {
+    clearInterval(timer);
+    flush();
+  };
 }
 
 /** The job log's last line: what the machine used (job/resources.mts, loaded only for this stage). */
@@ -114,20 +133,32 @@ export async function cleanupJob(settings: Settings, jobId: string): Promise<boo
       stoppedItsUnit = record.host === 'systemd' && record.machine === machineName(jobId);
     }).catch((error: Error) => log.warn(`job ${jobId}: stopping ${record.machine}: ${error.message}`));
   }
+  const hasServices = existsSync(`${dir}/services`);
+  if (record?.services) await stopServiceMachines(record);
   // The unit named after the job's machine is the one just stopped, if the
   // record led to it: asking systemd again would cost every cleanup a
-  // process. systemd-nspawn processes are looked for in any case.
-  const stopped = await stopMachinesWhere((commandLine) => namesPath(commandLine, `${dir}/`), stoppedItsUnit ? false : unitName(machineName(jobId)));
+  // process. systemd-nspawn processes are looked for in any case; service
+  // machines are named after the job's (services/machines.mts).
+  const unitPattern = hasServices ? unitName(`${machineName(jobId)}*`) : !stoppedItsUnit && unitName(machineName(jobId));
+  const stopped = await stopMachinesWhere((commandLine) => namesPath(commandLine, `${dir}/`), unitPattern);
   if (stopped.failed.length) {
     throw new SystemError(`job ${jobId}: cannot stop its machine: ${stopped.failed.join('; ')}`,
       `its files stay in ${dir}; retry cleanup, or run "nspawn-runner gc" later`);
   }
   if (stopped.machines.length && record) log.warn(`job ${jobId}: stopped ${stopped.machines.join(', ')}, which its record did not lead to`);
+  // pasta of the job's pod; the namespace goes with the job directory's mounts.
+  if (record?.pod || existsSync(`${dir}/netns`)) {
+    const { stopPod } = await import('../services/pod.mts');
+    await stopPod(record?.pod, dir).catch((error: Error) => log.warn(`job ${jobId}: ${error.message}`));
+  }
   // Without a record the backend is unknown: each removes only what it made.
   const left: string[] = [];
+  const layers = hasServices ? [dir, ...(await import('../services/machines.mts')).listServiceDirs(dir)] : [dir];
   for (const name of record ? [record.backend] : backendNames) {
-    await backendByName(name, settings).then((backend) => backend.release(dir)).catch((error: Error) =>
-      left.push(`${name} storage (${error.message})`));
+    for (const layer of layers) {
+      await backendByName(name, settings).then((backend) => backend.release(layer)).catch((error: Error) =>
+        left.push(`${name} storage (${error.message})`));
+    }
   }
   await removeJobDir(settings, jobId).catch((error: Error) => left.push(`${dir} (${error.message})`));
   if (left.length) {
@@ -135,9 +166,10 @@ export async function cleanupJob(settings: Settings, jobId: string): Promise<boo
       'remove it by hand; a later cleanup or gc retries');
   }
   log.verbose(`job ${jobId}: cleaned up`);
-  if (record?.oci) {
+  const pulled = [record?.oci, ...(record?.services ?? []).map((service) => service.oci)].filter((oci) => oci !== undefined);
+  if (pulled.length) {
     const { touchImage } = await import('../oci/store.mts');
-    touchImage(settings, record.oci.key);
+    for (const oci of pulled) touchImage(settings, oci.key);
   }
   // The last job on an old version of its image deletes it.
   if (record && !record.oci && existsSync(imageStoreDir(settings, record.image))) {
@@ -149,6 +181,17 @@ export async function cleanupJob(settings: Settings, jobId: string): Promise<boo
 }
 
 const backendNames: readonly BackendName[] = ['btrfs', 'tmpfs', 'overlay'];
+
+/**
+ * Each service machine through its host mode, as the job's own; one that
+ * will not stop is left to the search by command line that follows.
+ */
+async function stopServiceMachines(record: JobRecord): Promise<void> {
+  const host = await hostByName(record.host);
+  const { serviceAsMachine } = await import('../services/machines.mts');
+  await Promise.all((record.services ?? []).map((service) => host.stop(serviceAsMachine(record, service))
+    .catch((error: Error) => log.warn(`job ${record.jobId}: stopping service machine ${service.machine}: ${error.message}`))));
+}
 
 /** Host directories the executor config promises: created before the first job needs them. */
 export function ensureRunnerDirs(settings: Settings): void {

@@ -3,13 +3,14 @@
 //   resolve the image, choose host mode and storage     planJob
 //   claim .jobs/ID and write the record first            claimJobDir, newJobRecord
 //   pin the image version in the record                  pinImageVersion
-//   make the writable layer, start systemd-nspawn        startMachine
-//   wait for the stage agent                             awaitAgent
+//   with services: make the job's pod (network)         makePod
+//   make the writable layer, start systemd-nspawn        startMachine, startService
+//   wait for the stage agent and the services' ports    awaitAgent, awaitServices
 // Storage and host mode are chosen here, once, and recorded so later stages
 // use the same ones. A failure anywhere cleans up what was made.
 import type { JobImage } from '../contract.mts';
 import { SystemError } from '../errors.mts';
-import type { HostMode } from '../host/host.mts';
+import { machineFields, type HostMode } from '../host/host.mts';
 import { chooseHostName, hostByName } from '../host/select.mts';
 import { bootArguments, bootBinds, createBootFiles } from '../host/systemd-boot.mts';
 import { imagePersonality } from '../image/personality.mts';
@@ -19,6 +20,9 @@ import { buildNspawnArgs, privilegedEnv, systemdVersion, type Bind } from '../ns
 import type { ResolvedImage } from '../oci/resolve.mts';
 import type { PulledImageMeta } from '../oci/store.mts';
 import { owningAncestorOf, startTimeOf } from '../proc.mts';
+import type { PlannedService } from '../services/machines.mts';
+import type { JobServices } from '../services/spec.mts';
+import type { RecordUpdate } from '../services/start.mts';
 import type { Settings } from '../settings.mts';
 import type { StorageBackend } from '../storage/backend.mts';
 import { backendByName, chooseBackendName } from '../storage/select.mts';
@@ -37,6 +41,8 @@ export interface PrepareRequest {
   jobImage?: JobImage;
   /** The job's DOCKER_AUTH_CONFIG, for private registries. */
   jobAuthConfig?: string;
+  /** The job's services:, each started in a machine of its own (services/). */
+  services?: JobServices;
 }
 
 /** What a job will run on and how, decided before anything is made. */
@@ -46,18 +52,32 @@ interface JobPlan {
   host: HostMode;
   backend: StorageBackend;
   runnerBinary: string | undefined;
+  services: PlannedService[];
 }
 
 export async function prepareJob(settings: Settings, request: PrepareRequest): Promise<JobRecord> {
   const plan = await planJob(settings, request);
   const dir = claimJobDir(settings, request.jobId);
   let record = newJobRecord(request.jobId, plan);
+  const update: RecordUpdate = (change) => {
+    writeJobRecord(dir, record = change(record));
+    return record;
+  };
   try {
     record = await pinImageVersion(dir, record, plan);
-    record = await startMachine(settings, dir, record, plan, request.binds ?? []);
-    const started = record;
-    await awaitAgent(record, dir, () => plan.host.leaderOf(started), settings.readyTimeoutSeconds * 1000);
-    writeJobRecord(dir, record = { ...record, state: 'running' });
+    const services = plan.services.length ? await import('../services/start.mts') : undefined;
+    if (services) await services.makePod(settings, dir, update, plan.services, request.services!.debug);
+    // Service machines start beside the job's: a service costs prepare its own start only.
+    const [started, serviceRecords] = await Promise.all([
+      startMachine(settings, dir, record, plan, request.binds ?? [], update),
+      services?.startServices({ settings, host: plan.host, backend: plan.backend }, plan.services, update) ?? [],
+    ]);
+    update((latest) => ({ ...latest, ...machineFields(started) }));
+    await Promise.all([
+      awaitAgent(record, dir, () => plan.host.leaderOf(started), settings.readyTimeoutSeconds * 1000),
+      services?.awaitServices(plan.host, record, serviceRecords, settings.servicesTimeoutSeconds),
+    ]);
+    update((latest) => ({ ...latest, state: 'running' }));
   } catch (error) {
     await cleanupJob(settings, request.jobId).catch((cleanupError: Error) =>
       log.warn(`cleanup after failed prepare: ${cleanupError.message}`));
@@ -72,12 +92,19 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
 async function planJob(settings: Settings, request: PrepareRequest): Promise<JobPlan> {
   const { resolveJobImage } = await import('../oci/resolve.mts');
   const resolve = () => resolveJobImage(settings, { written: request.imageReference, job: request.jobImage, jobAuthConfig: request.jobAuthConfig });
+  const [image, services] = await Promise.all([
+    resolve(),
+    request.services?.services.length
+      ? import('../services/machines.mts').then(({ planServices }) => planServices(settings, request.services!, request.jobAuthConfig))
+      : [],
+  ]);
   return {
     resolve,
-    image: await resolve(),
+    image,
     host: await hostByName(chooseHostName(settings)),
     backend: await backendByName(chooseBackendName(settings), settings),
     runnerBinary: findRunnerBinary(settings.runnerBinary, { parentPid: process.ppid, pathEnv: process.env.PATH }),
+    services,
   };
 }
 
@@ -126,8 +153,10 @@ async function pinImageVersion(dir: string, record: JobRecord, plan: JobPlan): P
  * systemd to boot: their machines run the stage agent as nspawn's payload,
  * under the same unit.
  */
-async function startMachine(settings: Settings, dir: string, record: JobRecord, plan: JobPlan, extraBinds: readonly Bind[]): Promise<JobRecord> {
+async function startMachine(settings: Settings, dir: string, record: JobRecord, plan: JobPlan, extraBinds: readonly Bind[],
+  update: RecordUpdate): Promise<JobRecord> {
   const { host, image } = plan;
+  const { pod } = record;
   const stageSetup = image.kind === 'oci' ? await ociStageSetup(settings, image.meta) : defaultStageSetup;
   const storageArgs = await plan.backend.prepare(record.imagePath, dir, { privateUsers: settings.privateUsers });
   const boot = host.registers && image.kind === 'local';
@@ -137,12 +166,14 @@ async function startMachine(settings: Settings, dir: string, record: JobRecord, 
     machine: record.machine,
     storageArgs,
     boot,
-    payload: boot ? [...agentPayload(boot), ...bootArguments(settings.network)] : agentPayload(boot),
+    // A pod's network is pasta's to set up: the machine's networkd stays masked, as on the host's network.
+    payload: boot ? [...agentPayload(boot), ...bootArguments(pod ? 'host' : settings.network)] : agentPayload(boot),
     register: host.registers,
     binds: [...buildShares(settings, plan.runnerBinary), ...agentBinds(dir, boot, settings.privateUsers), ...(boot ? bootBinds(dir) : []),
-      ...extraBinds],
+      ...extraBinds, ...(pod ? [{ source: pod.hosts, target: '/etc/hosts', readOnly: true }] : [])],
     systemdVersion: await systemdVersion(),
     network: settings.network,
+    networkNamespace: pod?.netns,
     privileged: settings.privileged,
     personality: record.personality,
   });
@@ -155,7 +186,7 @@ async function startMachine(settings: Settings, dir: string, record: JobRecord, 
     limits: settings.limits,
     nspawnEnv: privilegedEnv(settings.privileged),
     allDevices: settings.privileged,
-    onSpawned: (spawned) => writeJobRecord(dir, spawned),
+    onSpawned: (spawned) => update((latest) => ({ ...latest, ...machineFields(spawned) })),
   }, record);
 }
 

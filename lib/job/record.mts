@@ -1,6 +1,8 @@
 // A job's bookkeeping: <root>/.jobs/<id>/ holds the job record, the storage
 // backend's writable layer and the logs. Creating the directory is the lock
 // that refuses a second prepare for the same job.
+import type { ServiceRecord } from '../services/machines.mts';
+import type { PodRecord } from '../services/pod.mts';
 import type { BackendName } from '../storage/backend.mts';
 import { mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { JobError, SystemError } from '../errors.mts';
@@ -56,6 +58,11 @@ export interface JobRecord {
   keptUntil?: string;
   /** A pulled OCI image (image is then its reference): its key in <root>/.oci/images. */
   oci?: { key: string; digest: string };
+  /** A job with services: the network namespace its machines share, and the service machines. */
+  pod?: PodRecord;
+  services?: ServiceRecord[];
+  /** CI_DEBUG_SERVICES: stages pass the services' output on to the job log. */
+  debugServices?: boolean;
 }
 
 /**

@@ -61,12 +61,23 @@ export function readLayoutImage(layout: string): LayoutImage {
       user: text(run.User),
       entrypoint: strings(run.Entrypoint),
       cmd: strings(run.Cmd),
+      exposedTcpPorts: tcpPortsOf(run.ExposedPorts),
       os: text(document.os),
       architecture: text(document.architecture),
     },
     blobs: [manifest.digest, config.digest, ...layers.map((layer) => layer.digest)],
     blobBytes: config.size + layers.reduce((sum, layer) => sum + layer.size, 0),
   };
+}
+
+/** ExposedPorts keys: "80/tcp", "53/udp", or a bare "80" (tcp). */
+function tcpPortsOf(value: unknown): number[] {
+  if (typeof value !== 'object' || value === null) return [];
+  return Object.keys(value).flatMap((key) => {
+    const match = /^(\d{1,5})(?:\/tcp)?$/.exec(key);
+    const port = Number(match?.[1]);
+    return match && port > 0 && port < 65536 ? [port] : [];
+  });
 }
 
 const variableName = /^[A-Za-z_][A-Za-z0-9_]*$/;

@@ -30,6 +30,8 @@ export interface ImageRequest {
   job?: JobImage;
   /** The job's DOCKER_AUTH_CONFIG. */
   jobAuthConfig?: string;
+  /** A service's image: it runs its own command, so it needs none of the stage agent's tools. */
+  forService?: boolean;
 }
 
 function isLocalImage(settings: Settings, name: string): boolean {
@@ -90,7 +92,7 @@ export async function resolveJobImage(settings: Settings, request: ImageRequest)
     throw error;
   }
   const { meta } = pulled;
-  if (meta.missingTools.length) {
+  if (meta.missingTools.length && !request.forService) {
     throw new JobError(`image ${name} cannot run jobs here: it has no ${meta.missingTools.join(', ')}`,
       'nspawn-runner\'s stage agent runs /bin/sh with env, setsid and mkfifo (busybox, or coreutils and util-linux, provide them)');
   }

@@ -28,6 +28,8 @@ export interface ImageConfig {
   user: string;
   entrypoint: string[];
   cmd: string[];
+  /** TCP ports of ExposedPorts ("5432/tcp"); absent in images pulled before services. */
+  exposedTcpPorts?: number[];
   os: string;
   architecture: string;
 }

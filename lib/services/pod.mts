@@ -1,0 +1,93 @@
+// A job with services gets a network namespace of its own, shared by its
+// machine and every service machine (--network-namespace-path), as the
+// containers of a Kubernetes pod share one, and as gitlab-runner's
+// Kubernetes executor runs services. Services listen on the pod's loopback;
+// the job reaches them by their host names, which the pod's /etc/hosts maps
+// to 127.0.0.1. Two jobs never see each other's services, and nothing on the
+// host's network reaches them. Outbound traffic (clones, package downloads)
+// goes through pasta (Debian's passt), which turns the pod's packets into
+// sockets of the host: no bridge, no firewall rule, no address plan, and no
+// port of the pod published (-t/-u none). With network: private the pod has
+// loopback only.
+//
+//   <job>/netns   the namespace, kept by a bind mount (unmounted with the job directory)
+//   <job>/hosts   the pod's /etc/hosts, bound read-only into each of its machines
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { SystemError } from '../errors.mts';
+import { check } from '../exec.mts';
+import { argvOf, isRunning, signal, startTimeOf, waitForExit } from '../proc.mts';
+import type { NetworkChoice } from '../settings.mts';
+
+export interface PodRecord {
+  netns: string;
+  hosts: string;
+  /** pasta, which gives the pod outbound access; none with network: private. */
+  pastaPid?: number;
+  pastaStartTime?: string;
+}
+
+
+/** /etc/hosts of every machine of the pod: localhost, the machines' own names, each service's host names. */
+export function buildHostsFile(machineNames: readonly string[], serviceNames: readonly string[]): string {
+  return [
+    '# nspawn-runner: the job\'s pod (lib/services/pod.mts)',
+    '127.0.0.1\tlocalhost',
+    '::1\tlocalhost ip6-localhost ip6-loopback',
+    `127.0.1.1\t${machineNames.join(' ')}`,
+    ...(serviceNames.length ? [`127.0.0.1\t${[...new Set(serviceNames)].join(' ')}`] : []),
+    '',
+  ].join('\n');
+}
+
+/** pasta's flags: a tap in the pod configured like the host's interface, no port published either way. */
+export function buildPastaArgs(netns: string, pidFile: string): string[] {
+  // pasta drops to nobody by default, which may not enter a namespace root
+  // made; it still sandboxes itself (its own mount namespace, seccomp).
+  return ['pasta', '--config-net', '--runas', '0', '--quiet', '-t', 'none', '-u', 'none', '-T', 'none', '-U', 'none',
+    '--netns', netns, '--pid', pidFile];
+}
+
+export async function createPod(jobDir: string, network: NetworkChoice, hosts: string): Promise<PodRecord> {
+  const pod: PodRecord = { netns: `${jobDir}/netns`, hosts: `${jobDir}/hosts` };
+  writeFileSync(pod.hosts, hosts);
+  writeFileSync(pod.netns, '');
+  await check(['unshare', `--net=${pod.netns}`, 'ip', 'link', 'set', 'lo', 'up']);
+  if (network === 'private') return pod;
+  const pidFile = `${jobDir}/pasta.pid`;
+  try {
+    await check(buildPastaArgs(pod.netns, pidFile));
+  } catch (error) {
+    throw new SystemError(`the job's services network has no way out: ${(error as Error).message}`,
+      'install passt (apt install passt), or set network: private for offline jobs');
+  }
+  const pastaPid = Number(readFileSync(pidFile, 'utf8').trim());
+  if (!Number.isInteger(pastaPid) || pastaPid <= 1) throw new SystemError(`pasta wrote no pid to ${pidFile}`);
+  return { ...pod, pastaPid, pastaStartTime: startTimeOf(pastaPid) };
+}
+
+/**
+ * Stops pasta. The namespace itself goes when its last user does: its bind
+ * mount is unmounted with the job directory (mounts.mts, removeTree).
+ */
+export async function stopPod(pod: PodRecord | undefined, jobDir: string): Promise<void> {
+  const netns = pod?.netns ?? `${jobDir}/netns`;
+  const pids = pod?.pastaPid && isRunning(pod.pastaPid, pod.pastaStartTime) ? [pod.pastaPid] : strayPastas(netns);
+  for (const pid of pids) {
+    signal(pid, 'SIGKILL');
+    if (!(await waitForExit(pid, undefined, 5000))) throw new SystemError(`pasta (pid ${pid}) of ${netns} does not exit`);
+  }
+}
+
+/** pasta processes serving netns: a record lost to a crash still finds them. */
+function strayPastas(netns: string): number[] {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  return entries.filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
+    const argv = argvOf(pid);
+    return argv[0]?.endsWith('pasta') && argv.includes(netns);
+  });
+}
