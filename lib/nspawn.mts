@@ -170,3 +170,11 @@ export async function systemdVersion(): Promise<number> {
   const result = await run(['systemd-nspawn', '--version']);
   return (cachedVersion = Number(/systemd (\d+)/.exec(result.stdout)?.[1] ?? 0));
 }
+
+/**
+ * nspawn's complaint on exit where /run is no tmpfs (NOTES: harmless): never
+ * worth showing as a machine's output or as why it failed.
+ */
+export function isNspawnNoise(line: string): boolean {
+  return line.startsWith('Attempted to remove disk file system under "/run/systemd/nspawn/propagate/');
+}

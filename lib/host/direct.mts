@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { SystemError } from '../errors.mts';
 import { missingBinaryError, shellJoin } from '../exec.mts';
 import type { JobRecord } from '../job/record.mts';
+import { isNspawnNoise } from '../nspawn.mts';
 import { log } from '../log.mts';
 import {
   argvOf, childrenOf, inOurPidNamespace, isLive, isRunning, nspawnProcesses, signal, sleep, startTimeOf, waitForExit,
@@ -69,7 +70,7 @@ async function waitForPayload(nspawnPid: number, payload: readonly string[] | un
   const deadline = Date.now() + timeoutMs;
   for (let delay = 1; isRunning(nspawnPid); delay = Math.min(delay * 2, 10)) {
     for (const leader of childrenOf(nspawnPid)) {
-      if (childrenOf(leader).some((pid) => !payload || sameArgv(argvOf(pid), payload))) return leader;
+      if (childrenOf(leader).some((pid) => (payload ? sameArgv(argvOf(pid), payload) : hasExeced(pid, nspawnPid)))) return leader;
     }
     if (Date.now() > deadline) return undefined;
     await sleep(delay);
@@ -113,11 +114,21 @@ export function findNspawnMachines(): FoundMachine[] {
 
 function lastLines(path: string): string {
   try {
-    const text = readFileSync(path, 'utf8').trim();
-    return text ? text.split('\n').slice(-3).join(' / ') : 'systemd-nspawn exited without a message';
+    const lines = readFileSync(path, 'utf8').trim().split('\n').filter((line) => line && !isNspawnNoise(line));
+    return lines.length ? lines.slice(-3).join(' / ') : 'systemd-nspawn exited without a message';
   } catch {
     return 'no log';
   }
+}
+
+/**
+ * Whether pid runs a program of its own. nspawn's forks keep its argv until
+ * PID 2 execs the payload: the outer child's child (PID 1 to be) must not
+ * pass for the payload; an exited payload (a zombie) has no argv.
+ */
+function hasExeced(pid: number, nspawnPid: number): boolean {
+  const argv = argvOf(pid);
+  return argv.length > 0 && !sameArgv(argv, argvOf(nspawnPid));
 }
 
 function sameArgv(a: readonly string[], b: readonly string[]): boolean {

@@ -4,6 +4,7 @@
 // pass on the complete lines that are new since the last call, and remember
 // how far they got in <service>/streamed.
 import { closeSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { isNspawnNoise } from '../nspawn.mts';
 import { serviceLogPath, type ServiceRecord } from './machines.mts';
 
 const chunkLimit = 1 << 20;
@@ -33,7 +34,8 @@ export function takeNewLines(service: ServiceRecord): string {
     if (end === 0) return '';
     writeFileSync(`${service.dir}/streamed`, String(offset + end));
     const prefix = `[service:${service.hostNames[0] ?? service.machine}] `;
-    return buffer.subarray(0, end).toString('utf8').replace(/\n$/, '').split('\n').map((line) => `${prefix}${line}\n`).join('');
+    return buffer.subarray(0, end).toString('utf8').replace(/\n$/, '').split('\n').filter((line) => !isNspawnNoise(line))
+      .map((line) => `${prefix}${line}\n`).join('');
   } finally {
     closeSync(fd);
   }

@@ -6,8 +6,9 @@
 // <job>/services/<n>/nspawn.log, which the job log gets on a failed start or
 // with CI_DEBUG_SERVICES (logs.mts).
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { JobError } from '../errors.mts';
+import { resolveInside } from '../image/personality.mts';
 import { machineFields, type HostMode } from '../host/host.mts';
 import type { JobRecord } from '../job/record.mts';
 import { log } from '../log.mts';
@@ -83,6 +84,21 @@ function workdirOf(config: ImageConfig | undefined): string | undefined {
   return dir && dir.startsWith('/') && dir !== '/' && !/[\0\n]/.test(dir) ? dir : undefined;
 }
 
+function isDirectoryInside(tree: string, path: string): boolean {
+  const resolved = resolveInside(tree, path);
+  return resolved !== undefined && statSync(resolved, { throwIfNoEntry: false })?.isDirectory() === true;
+}
+
+/**
+ * Docker makes a WorkingDir the image lacks; nspawn's --chdir only enters
+ * one. The image's sh makes it first where there is one.
+ */
+export function startIn(tree: string, workdir: string | undefined, argv: string[]): { argv: string[]; workdir: string | undefined } {
+  if (!workdir || isDirectoryInside(tree, workdir)) return { argv, workdir };
+  if (resolveInside(tree, '/bin/sh') === undefined) return { argv, workdir: undefined };
+  return { argv: ['/bin/sh', '-c', 'mkdir -p -- "$0" && cd -- "$0" && exec "$@"', workdir, ...argv], workdir: undefined };
+}
+
 /**
  * Finds (and pulls) every service's image, under allowed_services as
  * allowed_images is for job images, and decides what each runs. A service
@@ -113,9 +129,8 @@ export async function planServices(settings: Settings, services: JobServices, jo
     return {
       spec,
       image,
-      argv,
+      ...startIn(image.path, workdirOf(config), argv),
       env: serviceEnv(config?.env ?? [], services.jobVariables, spec.variables),
-      workdir: workdirOf(config),
       user: userOf(config),
       ports: [...new Set([...(config?.exposedTcpPorts ?? []), ...spec.ports])],
     };

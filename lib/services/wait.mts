@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { run } from '../exec.mts';
 import { log } from '../log.mts';
+import { isNspawnNoise } from '../nspawn.mts';
 import { serviceLogPath, type ServiceRecord } from './machines.mts';
 
 /**
@@ -33,7 +34,7 @@ export async function portsNotListening(netns: string, ports: readonly number[],
 
 export function lastLogLines(service: ServiceRecord, count = 50): string[] {
   try {
-    return readFileSync(serviceLogPath(service.dir), 'utf8').replace(/\n$/, '').split('\n').slice(-count);
+    return readFileSync(serviceLogPath(service.dir), 'utf8').replace(/\n$/, '').split('\n').filter((line) => !isNspawnNoise(line)).slice(-count);
   } catch {
     return [];
   }

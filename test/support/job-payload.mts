@@ -25,6 +25,17 @@ export interface JobSpec {
   repoUrl?: string;
   sha?: string;
   ref?: string;
+  services?: ServiceSpec[];
+}
+
+/** A job's services: entry, as .gitlab-ci.yml has it. */
+export interface ServiceSpec {
+  name: string;
+  alias?: string;
+  entrypoint?: string[];
+  command?: string[];
+  ports?: number[];
+  variables?: Record<string, string>;
 }
 
 export interface JobPayload {
@@ -37,7 +48,7 @@ export interface JobPayload {
   variables: JobVariable[];
   steps: Array<{ name: string; script: string[]; timeout: number; when: string; allow_failure: boolean }>;
   image: { name: string };
-  services: unknown[];
+  services: Array<{ name: string; alias?: string; entrypoint?: string[]; command?: string[]; ports?: Array<{ number: number; protocol: string }>; variables?: JobVariable[] }>;
   artifacts: Array<{ name: string; untracked: boolean; paths: string[]; when: string; artifact_type: string; artifact_format: string; expire_in: string }> | null;
   cache: Array<{ key: string; untracked: boolean; policy: string; paths: string[]; when: string; fallback_keys: string[] }> | null;
   credentials: unknown[];
@@ -73,7 +84,15 @@ export function jobPayload(id: number, spec: JobSpec, serverUrl: string): JobPay
       ...(spec.afterScript ? [{ name: 'after_script', script: spec.afterScript, timeout, when: 'always', allow_failure: true }] : []),
     ],
     image: { name: spec.image ?? '' },
-    services: [],
+    // As GitLab sends them (common/network.go, Image): ports as objects, variables as a list.
+    services: (spec.services ?? []).map((service) => ({
+      name: service.name,
+      ...(service.alias ? { alias: service.alias } : {}),
+      ...(service.entrypoint ? { entrypoint: service.entrypoint } : {}),
+      ...(service.command ? { command: service.command } : {}),
+      ...(service.ports ? { ports: service.ports.map((number) => ({ number, protocol: 'tcp' })) } : {}),
+      ...(service.variables ? { variables: Object.entries(service.variables).map(([key, value]) => ({ key, value, public: true })) } : {}),
+    })),
     artifacts: spec.artifacts ? [{
       name: spec.artifacts.name ?? 'artifacts', untracked: false, paths: spec.artifacts.paths, when: spec.artifacts.when ?? 'on_success',
       artifact_type: 'archive', artifact_format: 'zip', expire_in: '1 day',

@@ -27,7 +27,8 @@ export function leftoversOf(root: string, jobIds?: string[]): Leftovers {
   const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').filter(ours);
   const processes = readdirSync('/proc').filter((name) => /^\d+$/.test(name))
     .map((pid) => `${pid} ${cmdlineOf(pid)} `)
-    .filter((line) => line.includes('systemd-nspawn') && ours(line));
+    // pasta serves a job's pod (services), and names its namespace file in the job directory.
+    .filter((line) => (line.includes('systemd-nspawn') || /^\d+ \S*pasta /.test(line)) && ours(line));
   let jobDirs: string[] = [];
   try {
     jobDirs = readdirSync(`${root}/.jobs`).filter((id) => !jobIds || jobIds.includes(id));

@@ -41,7 +41,7 @@ export function pushLayout(layout: string, tag: string, registry: Registry, repo
   return { reference, digest };
 }
 
-function files(dir: string, entries: Record<string, string>): string {
+export function files(dir: string, entries: Record<string, string>): string {
   for (const [path, content] of Object.entries(entries)) {
     mkdirSync(`${dir}/${path.slice(0, path.lastIndexOf('/'))}`, { recursive: true });
     writeFileSync(`${dir}/${path}`, content);
