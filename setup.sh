@@ -16,7 +16,7 @@ cd "$(dirname "$(readlink -f "$0")")"
 # docker-registry (the distribution registry) and apache2-utils (htpasswd -B):
 # the tests' own registry on loopback, plain and with authentication.
 packages=(systemd-container util-linux debootstrap mmdebstrap eatmydata btrfs-progs ansible busybox-static git sudo python3 gcc libc6-dev rsync
-  skopeo umoci docker-registry apache2-utils)
+  skopeo umoci docker-registry apache2-utils passt iproute2)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "setup.sh: run as root (it installs Debian packages)" >&2
