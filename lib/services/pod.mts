@@ -51,8 +51,13 @@ export async function createPod(jobDir: string, network: NetworkChoice, hosts: s
   const pod: PodRecord = { netns: `${jobDir}/netns`, hosts: `${jobDir}/hosts` };
   writeFileSync(pod.hosts, hosts);
   writeFileSync(pod.netns, '');
-  await check(['unshare', `--net=${pod.netns}`, 'ip', 'link', 'set', 'lo', 'up']);
-  if (network === 'private') return pod;
+  // nspawn leaves a namespace it joins as it is, loopback down; pasta brings
+  // it up, and without pasta ip(8) does.
+  if (network === 'private') {
+    await check(['unshare', `--net=${pod.netns}`, 'ip', 'link', 'set', 'lo', 'up']);
+    return pod;
+  }
+  await check(['unshare', `--net=${pod.netns}`, 'true']);
   const pidFile = `${jobDir}/pasta.pid`;
   try {
     await check(buildPastaArgs(pod.netns, pidFile));
