@@ -28,6 +28,10 @@ export const systemdHost: HostMode = {
     return (await machineLeader(record.machine)) ?? leaderAfterReboot(unitName(record.machine), record.machine);
   },
   stop: stopUnit,
+  async makeJobSlice(jobMachine, limits) {
+    const { makeJobSlice } = await import('./systemd-slice.mts');
+    return makeJobSlice(jobMachine, limits);
+  },
 };
 
 /**
@@ -70,6 +74,7 @@ async function startUnit(request: StartRequest, record: JobRecord): Promise<JobR
     systemdVersion: await systemdVersion(),
     readyTimeoutSeconds: Math.ceil(request.readyTimeoutMs / 1000),
     outputFile: request.outputFile,
+    slice: request.slice,
     nspawnArgs: request.nspawnArgs,
   });
   // From here on the unit may exist; cleanup finds it by name whatever fails.
