@@ -88,7 +88,12 @@ async function startUnit(request: StartRequest, record: JobRecord): Promise<JobR
       `see "journalctl -u ${unit}"; --debug shows the systemd-run command`);
   }
   const leader = boot.leader !== undefined && isLive(boot.leader) ? boot.leader : await machineLeader(record.machine);
-  if (!leader) throw new SystemError(`machine ${record.machine} started but machined does not know it`, `see "journalctl -u ${unit}"`);
+  if (!leader) {
+    // A payload that exits at once (a service's command) takes the machine with it before machined is asked.
+    const gone = (await run(['systemctl', 'is-active', '--quiet', '--', unit])).code !== 0;
+    throw new SystemError(`machine ${record.machine} ${gone ? 'stopped right after it started' : 'started but machined does not know it'}`,
+      `see ${request.outputFile ?? `"journalctl -u ${unit}"`}`);
+  }
   return { ...record, unit, leaderPid: leader, leaderStartTime: startTimeOf(leader) };
 }
 
