@@ -80,7 +80,11 @@ export async function stopPod(pod: PodRecord | undefined, jobDir: string): Promi
   for (const pasta of found) await stopPasta(pasta);
 }
 
-/** gc: stops the pastas whose namespace file isGone (its job directory is); returns those files. */
+/**
+ * gc: stops the pastas whose namespace file isGone (its job directory is);
+ * returns those files. pasta quits by itself once that file is deleted (it
+ * watches it), not when its directory went another way (moved, restored).
+ */
 export async function stopStrayPastas(isGone: (netns: string) => boolean): Promise<string[]> {
   const found = pastasWhere(isGone);
   for (const pasta of found) await stopPasta(pasta);

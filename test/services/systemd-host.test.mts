@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { makeBusyboxImage } from '../support/images.mts';
-import { innerScripts, nothingLeft, SystemdTestHost } from '../support/systemd-host.mts';
+import { innerRoot, innerScripts, nothingLeft, SystemdTestHost } from '../support/systemd-host.mts';
 
 const unit = (machine: string): string => `nspawn-runner-${machine}.service`;
 const slice = (jobId: string): string => `machine-nspawn\\x2drunner\\x2drun\\x2d${jobId}.slice`;
@@ -110,13 +110,16 @@ describe('services on a systemd host (booted test host)', () => {
 
   test('gc stops the machines, the slice and pasta of a job whose directory is gone', async () => {
     assert.equal((await host.prepare('504', undefined, [], jobResponse('504', twoServices.slice(0, 1)))).code, 0);
-    // The job's bookkeeping gone behind the runner's back, from inside the test host, its pod's mount with it (pasta holds it open).
-    assert.equal((await host.exec(['sh', '-c', 'umount --lazy /var/lib/nspawn-runner/.jobs/504/netns && rm -rf /var/lib/nspawn-runner/.jobs/504'])).code, 0);
+    // The job's bookkeeping moved away behind the runner's back (a restore, a careless admin).
+    // Deleted, pasta would quit by itself: it watches its namespace file.
+    assert.equal((await host.exec(['mv', '--', `${innerRoot}/.jobs/504`, `${innerRoot}/moved-504`])).code, 0);
     const gc = await host.runner(['gc', '--json']);
     assert.equal(gc.code, 0, gc.stderr);
     assert.deepEqual(JSON.parse(gc.stdout).strayMachines.sort(), ['run-504', 'run-504-s0']);
     assert.match(gc.stderr, /stopped machine-nspawn\\x2drunner\\x2drun\\x2d504\.slice: its job directory is gone/);
     assert.match(gc.stderr, /stopped pasta of \/var\/lib\/nspawn-runner\/\.jobs\/504\/netns: its job directory is gone/);
+    // What was moved is the admin's to remove, its pod's mount with it.
+    assert.equal((await host.exec(['sh', '-c', `umount ${innerRoot}/moved-504/netns && rm -rf ${innerRoot}/moved-504`])).code, 0);
     assert.deepEqual(await host.inventory(), nothingLeft);
   });
 
