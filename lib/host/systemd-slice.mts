@@ -11,6 +11,7 @@
 // slice stays active when its last unit stops, so cleanup stops it, then
 // removes the drop-ins; systemd then unloads it. Measured on systemd 252.
 import { rmSync } from 'node:fs';
+import { SystemError } from '../errors.mts';
 import { check, run } from '../exec.mts';
 import { systemdVersion } from '../nspawn.mts';
 import type { Limits } from '../settings.mts';
@@ -36,13 +37,15 @@ export async function removeJobSlice(jobMachine: string): Promise<void> {
 async function stopSlice(slice: string): Promise<void> {
   const stopped = await run(['systemctl', 'stop', '--', slice]);
   // Exit status 5: not loaded, i.e. never made or already gone.
-  if (stopped.code !== 0 && stopped.code !== 5) throw new Error(`cannot stop ${slice}: ${stopped.stderr.trim()}`);
+  if (stopped.code !== 0 && stopped.code !== 5) {
+    throw new SystemError(`cannot stop ${slice}: ${stopped.stderr.trim() || `exit status ${stopped.code}`}`, `see "systemctl status ${slice}"`);
+  }
   rmSync(runtimeDropInDir(slice), { recursive: true, force: true });
 }
 
 /**
- * The job id a slice of sliceName() was made for; undefined for any other
- * slice, and for one whose name was hashed.
+ * The job machine a slice of sliceName() was made for; undefined for any
+ * other slice, and for one whose name was hashed.
  */
 export function jobMachineOfSlice(slice: string): string | undefined {
   if (!slice.startsWith(sliceNamePrefix) || !slice.endsWith('.slice')) return undefined;
