@@ -28,6 +28,7 @@ const packageOf: Record<string, string> = {
   journalctl: 'systemd',
   nsenter: 'util-linux',
   unshare: 'util-linux',
+  ip: 'iproute2',
   debootstrap: 'debootstrap',
   mmdebstrap: 'mmdebstrap',
   btrfs: 'btrfs-progs',

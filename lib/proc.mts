@@ -78,6 +78,15 @@ export function inOurPidNamespace(pid: number): boolean {
   }
 }
 
+/**
+ * pid's number in each PID namespace it is in, from ours (that of /proc)
+ * inwards: NSpid in /proc/PID/status (proc(5)).
+ */
+export function namespacePidsOf(pid: number | 'self'): number[] {
+  const line = readProc(`/proc/${pid}/status`)?.split('\n').find((entry) => entry.startsWith('NSpid:'));
+  return line ? line.slice('NSpid:'.length).trim().split(/\s+/).map(Number) : [];
+}
+
 export function startTimeOf(pid: number): string | undefined {
   return statOf(pid)?.startTime;
 }

@@ -18,6 +18,8 @@ export interface StartRequest {
   anyPayload?: boolean;
   /** Where the machine's output goes instead of the job's nspawn.log or the journal. */
   outputFile?: string;
+  /** The job's slice (makeJobSlice), which carries the limits instead of the machine. */
+  slice?: string;
   readyTimeoutMs: number;
   /** Resource limits of the machine, where the host can apply them. */
   limits: Limits;
@@ -39,6 +41,12 @@ export interface HostMode {
   leaderOf(record: JobRecord): Promise<number | undefined>;
   /** Stops the machine and returns once every process of it is gone. Safe to repeat. */
   stop(record: JobRecord): Promise<void>;
+  /**
+   * Hosts that limit groups of machines (systemd: a slice) make one with the
+   * job's limits for a job's machine and its services, which then count
+   * against them; start() puts a machine in it when its request names it.
+   */
+  makeJobSlice?(jobMachine: string, limits: Limits): Promise<string>;
 }
 
 /**

@@ -1,5 +1,6 @@
 // The transient unit a machine runs in on systemd hosts: its name and the
 // systemd-run command line that creates it. Pure builders, tested as tables.
+import { createHash } from 'node:crypto';
 import type { Limits } from '../settings.mts';
 
 /**
@@ -16,6 +17,25 @@ export function machineOfUnit(unit: string): string | undefined {
   return /^nspawn-runner-(.+)\.service$/.exec(unit)?.[1];
 }
 
+/**
+ * The slice a job with services runs in (host/systemd-slice.mts), under
+ * machine.slice: "-" in a slice's name separates its parents
+ * (systemd.slice(5)), so the job's machine name has its own escaped as
+ * systemd-escape does. Unit names stop at 255 characters: a job id that
+ * long is hashed.
+ */
+export function sliceName(jobMachine: string): string {
+  const name = `${sliceNamePrefix}${jobMachine.replaceAll('-', '\\x2d')}.slice`;
+  return name.length <= 255 ? name : `${sliceNamePrefix}${createHash('sha256').update(jobMachine).digest('hex').slice(0, 32)}.slice`;
+}
+
+export const sliceNamePrefix = 'machine-nspawn\\x2drunner\\x2d';
+
+/** Where `systemctl set-property --runtime` keeps a unit's properties (systemctl(1)). */
+export function runtimeDropInDir(unit: string): string {
+  return `/run/systemd/system.control/${unit}.d`;
+}
+
 export interface SystemdRunOptions {
   unit: string;
   description: string;
@@ -28,6 +48,8 @@ export interface SystemdRunOptions {
   readyTimeoutSeconds: number;
   /** The machine's output, appended to this file instead of the journal (service machines). */
   outputFile?: string;
+  /** The job's slice, which carries the limits instead of the unit (a job with services); default machine.slice. */
+  slice?: string;
   /** The full systemd-nspawn argv, with --boot --notify-ready=yes. */
   nspawnArgs: readonly string[];
 }
@@ -73,7 +95,7 @@ export function buildSystemdRunArgs(options: SystemdRunOptions): string[] {
     'SuccessExitStatus=133',
     'RestartForceExitStatus=133',
     'WatchdogSec=3min',
-    ...limitProperties(options.limits, options.systemdVersion),
+    ...(options.slice ? [] : limitProperties(options.limits, options.systemdVersion)),
     ...(options.allDevices ? [] : nspawnDeviceProperties),
     ...(options.outputFile ? [`StandardOutput=append:${options.outputFile}`, 'StandardError=inherit'] : []),
   ];
@@ -82,7 +104,7 @@ export function buildSystemdRunArgs(options: SystemdRunOptions): string[] {
     '--quiet',
     `--unit=${options.unit}`,
     `--description=${options.description}`,
-    '--slice=machine.slice',
+    `--slice=${options.slice ?? 'machine.slice'}`,
     // Unload the unit when it stops, even failed, so the job id can be reused.
     '--collect',
     ...properties.map((property) => `--property=${property}`),

@@ -28,6 +28,10 @@ export const systemdHost: HostMode = {
     return (await machineLeader(record.machine)) ?? leaderAfterReboot(unitName(record.machine), record.machine);
   },
   stop: stopUnit,
+  async makeJobSlice(jobMachine, limits) {
+    const { makeJobSlice } = await import('./systemd-slice.mts');
+    return makeJobSlice(jobMachine, limits);
+  },
 };
 
 /**
@@ -70,6 +74,7 @@ async function startUnit(request: StartRequest, record: JobRecord): Promise<JobR
     systemdVersion: await systemdVersion(),
     readyTimeoutSeconds: Math.ceil(request.readyTimeoutMs / 1000),
     outputFile: request.outputFile,
+    slice: request.slice,
     nspawnArgs: request.nspawnArgs,
   });
   // From here on the unit may exist; cleanup finds it by name whatever fails.
@@ -83,7 +88,12 @@ async function startUnit(request: StartRequest, record: JobRecord): Promise<JobR
       `see "journalctl -u ${unit}"; --debug shows the systemd-run command`);
   }
   const leader = boot.leader !== undefined && isLive(boot.leader) ? boot.leader : await machineLeader(record.machine);
-  if (!leader) throw new SystemError(`machine ${record.machine} started but machined does not know it`, `see "journalctl -u ${unit}"`);
+  if (!leader) {
+    // A payload that exits at once (a service's command) takes the machine with it before machined is asked.
+    const gone = (await run(['systemctl', 'is-active', '--quiet', '--', unit])).code !== 0;
+    throw new SystemError(`machine ${record.machine} ${gone ? 'stopped right after it started' : 'started but machined does not know it'}`,
+      `see ${request.outputFile ?? `"journalctl -u ${unit}"`}`);
+  }
   return { ...record, unit, leaderPid: leader, leaderStartTime: startTimeOf(leader) };
 }
 

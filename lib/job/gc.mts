@@ -4,7 +4,7 @@
 // mounts, writable layers, records, half-made images - is garbage: the runner
 // was killed mid-stage, the host rebooted, or cleanup never came.
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { hostByName, stopMachinesWhere } from '../host/select.mts';
+import { hostByName, missingForSystemd, stopMachinesWhere } from '../host/select.mts';
 import { imagesDir, isImageName } from '../image/resolve.mts';
 import { jobDir, listJobRecords, readJobRecord, unknownOwner, type JobRecord } from './record.mts';
 import { log } from '../log.mts';
@@ -98,15 +98,7 @@ export interface GcReport {
 /** The full collection, for the gc command and its timer. */
 export async function collectGarbage(settings: Settings): Promise<GcReport> {
   const jobs = await sweepOrphanedJobs(settings);
-  // Machines of jobs whose directory is already gone, asked right before
-  // each is stopped: a prepare may claim a new directory meanwhile.
-  const jobIdIn = new RegExp(`(?:${escapeRegExp(jobsDir(settings))}|${escapeRegExp(escapeColons(jobsDir(settings)))})/([^/ ]+)/`);
-  const stray = await stopMachinesWhere((commandLine) => {
-    const id = jobIdIn.exec(commandLine)?.[1];
-    return id !== undefined && !existsSync(jobDir(settings, id));
-  });
-  for (const machine of stray.machines) log.info(`stopped machine ${machine}: its job directory is gone`);
-  for (const failure of stray.failed) log.warn(`cannot stop a machine whose job directory is gone: ${failure}`);
+  const stray = await stopStrays(settings);
   const staging = await sweepStaging(settings);
   const versions = await sweepImageVersions(settings);
   // uid-shifted copies (private_users) of image trees that are gone.
@@ -114,9 +106,33 @@ export async function collectGarbage(settings: Settings): Promise<GcReport> {
   const { collectOciGarbage } = await import('../oci/gc.mts');
   const oci = await collectOciGarbage(settings);
   const shifted = await removeShiftedTrees(settings, (source) => !existsSync(source));
-  const counts = { stray_machines: stray.machines.length, staging: staging.length, versions: versions.length, shifted: shifted.length } as const;
+  const counts = { stray_machines: stray.length, staging: staging.length, versions: versions.length, shifted: shifted.length } as const;
   for (const [kind, count] of Object.entries(counts)) if (count) recordEvent(settings.root, `gc_removed_${kind as keyof typeof counts}`, count);
-  return { jobs, strayMachines: stray.machines, staging, versions, shifted, oci };
+  return { jobs, strayMachines: stray, staging, versions, shifted, oci };
+}
+
+/**
+ * Machines of jobs whose directory is already gone, asked right before each
+ * is stopped (a prepare may claim a new directory meanwhile); then, of jobs
+ * with services, the slices those machines were in and the pastas of their
+ * pods. Returns the machines.
+ */
+async function stopStrays(settings: Settings): Promise<string[]> {
+  const jobIdIn = new RegExp(`(?:${escapeRegExp(jobsDir(settings))}|${escapeRegExp(escapeColons(jobsDir(settings)))})/([^/ ]+)/`);
+  const isGone = (id: string | undefined): boolean => id !== undefined && !existsSync(jobDir(settings, id));
+  const stray = await stopMachinesWhere((commandLine) => isGone(jobIdIn.exec(commandLine)?.[1]));
+  for (const machine of stray.machines) log.info(`stopped machine ${machine}: its job directory is gone`);
+  for (const failure of stray.failed) log.warn(`cannot stop a machine whose job directory is gone: ${failure}`);
+  const warn = (what: string) => (error: Error): string[] => (log.warn(`stopping the ${what} of jobs that are gone: ${error.message}`), []);
+  if (!missingForSystemd()) {
+    const { stopStraySlices } = await import('../host/systemd-slice.mts');
+    const slices = await stopStraySlices((machine) => isGone(machine.slice('run-'.length))).catch(warn('slices'));
+    for (const slice of slices) log.info(`stopped ${slice}: its job directory is gone`);
+  }
+  const { stopStrayPastas } = await import('../services/pod.mts');
+  const pastas = await stopStrayPastas((netns) => isGone(jobIdIn.exec(netns)?.[1])).catch(warn('pastas'));
+  for (const netns of pastas) log.info(`stopped pasta of ${netns}: its job directory is gone`);
+  return stray.machines;
 }
 
 function escapeRegExp(text: string): string {

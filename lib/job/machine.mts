@@ -3,8 +3,8 @@
 import { accessSync, closeSync, constants, existsSync, fstatSync, mkdirSync, openSync } from 'node:fs';
 import { lastStage, reportBuildExitCode } from '../contract.mts';
 import { ScriptFailed, SystemError } from '../errors.mts';
-import { hostByName, stopMachinesWhere } from '../host/select.mts';
-import { unitName } from '../host/systemd-unit.mts';
+import { hostByName, missingForSystemd, stopMachinesWhere } from '../host/select.mts';
+import { runtimeDropInDir, sliceName, unitName } from '../host/systemd-unit.mts';
 import { imageStoreDir } from '../image/resolve.mts';
 import { log, writeAll } from '../log.mts';
 import { namesPath } from '../nspawn.mts';
@@ -151,8 +151,15 @@ export async function cleanupJob(settings: Settings, jobId: string): Promise<boo
     const { stopPod } = await import('../services/pod.mts');
     await stopPod(record?.pod, dir).catch((error: Error) => log.warn(`job ${jobId}: ${error.message}`));
   }
-  // Without a record the backend is unknown: each removes only what it made.
   const left: string[] = [];
+  // The slice of a job with services, empty by now (systemd hosts). Its
+  // drop-ins tell of one a prepare made before it could record it.
+  const slice = sliceName(machineName(jobId));
+  if (record?.slice || existsSync(runtimeDropInDir(slice)) || (!record && hasServices && !missingForSystemd())) {
+    const { removeJobSlice } = await import('../host/systemd-slice.mts');
+    await removeJobSlice(machineName(jobId)).catch((error: Error) => left.push(`slice ${slice} (${error.message})`));
+  }
+  // Without a record the backend is unknown: each removes only what it made.
   const layers = hasServices ? [dir, ...(await import('../services/machines.mts')).listServiceDirs(dir)] : [dir];
   for (const name of record ? [record.backend] : backendNames) {
     for (const layer of layers) {

@@ -66,7 +66,7 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
   try {
     record = await pinImageVersion(dir, record, plan);
     const services = plan.services.length ? await import('../services/start.mts') : undefined;
-    if (services) await services.makePod(settings, dir, update, plan.services, request.services!.debug);
+    if (services) await services.makePod(settings, plan.host, dir, update, plan.services, request.services!.debug);
     // Service machines start beside the job's: a service costs prepare its own start only.
     const [started, serviceRecords] = await Promise.all([
       startMachine(settings, dir, record, plan, request.binds ?? [], update),
@@ -184,6 +184,7 @@ async function startMachine(settings: Settings, dir: string, record: JobRecord, 
     boot,
     readyTimeoutMs: settings.readyTimeoutSeconds * 1000,
     limits: settings.limits,
+    slice: record.slice,
     nspawnEnv: privilegedEnv(settings.privileged),
     allDevices: settings.privileged,
     onSpawned: (spawned) => update((latest) => ({ ...latest, ...machineFields(spawned) })),

@@ -61,6 +61,8 @@ export interface JobRecord {
   /** A job with services: the network namespace its machines share, and the service machines. */
   pod?: PodRecord;
   services?: ServiceRecord[];
+  /** The slice of the job's machines, which carries its limits (systemd hosts, jobs with services). */
+  slice?: string;
   /** CI_DEBUG_SERVICES: stages pass the services' output on to the job log. */
   debugServices?: boolean;
 }

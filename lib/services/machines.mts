@@ -216,6 +216,7 @@ export async function startService(start: ServiceContext, planned: PlannedServic
       outputFile: serviceLogPath(service.dir),
       readyTimeoutMs: settings.readyTimeoutSeconds * 1000,
       limits: settings.limits,
+      slice: start.jobRecord.slice,
       nspawnEnv: privilegedEnv(settings.privileged),
       allDevices: settings.privileged,
       onSpawned: (spawned) => start.update({ ...service, ...machineFields(spawned) }),

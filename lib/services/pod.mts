@@ -15,7 +15,7 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { SystemError } from '../errors.mts';
 import { check } from '../exec.mts';
-import { argvOf, isRunning, signal, startTimeOf, waitForExit } from '../proc.mts';
+import { argvOf, inOurPidNamespace, isRunning, namespacePidsOf, signal, startTimeOf, waitForExit } from '../proc.mts';
 import type { NetworkChoice } from '../settings.mts';
 
 export interface PodRecord {
@@ -51,8 +51,13 @@ export async function createPod(jobDir: string, network: NetworkChoice, hosts: s
   const pod: PodRecord = { netns: `${jobDir}/netns`, hosts: `${jobDir}/hosts` };
   writeFileSync(pod.hosts, hosts);
   writeFileSync(pod.netns, '');
-  await check(['unshare', `--net=${pod.netns}`, 'ip', 'link', 'set', 'lo', 'up']);
-  if (network === 'private') return pod;
+  // nspawn leaves a namespace it joins as it is, loopback down; pasta brings
+  // it up, and without pasta ip(8) does.
+  if (network === 'private') {
+    await check(['unshare', `--net=${pod.netns}`, 'ip', 'link', 'set', 'lo', 'up']);
+    return pod;
+  }
+  await check(['unshare', `--net=${pod.netns}`, 'true']);
   const pidFile = `${jobDir}/pasta.pid`;
   try {
     await check(buildPastaArgs(pod.netns, pidFile));
@@ -71,23 +76,57 @@ export async function createPod(jobDir: string, network: NetworkChoice, hosts: s
  */
 export async function stopPod(pod: PodRecord | undefined, jobDir: string): Promise<void> {
   const netns = pod?.netns ?? `${jobDir}/netns`;
-  const pids = pod?.pastaPid && isRunning(pod.pastaPid, pod.pastaStartTime) ? [pod.pastaPid] : strayPastas(netns);
-  for (const pid of pids) {
-    signal(pid, 'SIGKILL');
-    if (!(await waitForExit(pid, undefined, 5000))) throw new SystemError(`pasta (pid ${pid}) of ${netns} does not exit`);
-  }
+  const found = pod?.pastaPid && isRunning(pod.pastaPid, pod.pastaStartTime) ? [{ pid: pod.pastaPid, netns }] : pastasWhere((path) => path === netns);
+  for (const pasta of found) await stopPasta(pasta);
 }
 
-/** pasta processes serving netns: a record lost to a crash still finds them. */
-function strayPastas(netns: string): number[] {
+/**
+ * gc: stops the pastas whose namespace file isGone (its job directory is);
+ * returns those files. pasta quits by itself once that file is deleted (it
+ * watches it), not when its directory went another way (moved, restored).
+ */
+export async function stopStrayPastas(isGone: (netns: string) => boolean): Promise<string[]> {
+  const found = pastasWhere(isGone);
+  for (const pasta of found) await stopPasta(pasta);
+  return found.map((pasta) => pasta.netns);
+}
+
+interface Pasta {
+  pid: number;
+  netns: string;
+}
+
+async function stopPasta({ pid, netns }: Pasta): Promise<void> {
+  signal(pid, 'SIGKILL');
+  if (!(await waitForExit(pid, undefined, 5000))) throw new SystemError(`pasta (pid ${pid}) of ${netns} does not exit`);
+}
+
+/**
+ * Our pasta processes whose namespace file passes test: a record lost to a
+ * crash still finds them. Those of a nested host (a machine that runs jobs
+ * of its own) name paths of that host: not ours.
+ */
+function pastasWhere(test: (netns: string) => boolean): Pasta[] {
   let entries: string[];
   try {
     entries = readdirSync('/proc');
   } catch {
     return [];
   }
-  return entries.filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
+  return entries.filter((entry) => /^\d+$/.test(entry)).map(Number).flatMap((pid) => {
     const argv = argvOf(pid);
-    return argv[0]?.endsWith('pasta') && argv.includes(netns);
+    const at = argv.indexOf('--netns');
+    const netns = at > 0 ? argv[at + 1] : undefined;
+    return argv[0]?.endsWith('pasta') && netns !== undefined && test(netns) && isOurs(pid) ? [{ pid, netns }] : [];
   });
+}
+
+/**
+ * pasta sandboxes itself as PID 1 of a PID namespace of its own, one below
+ * ours; a nested host's pasta is deeper, or (without that sandbox) is not
+ * PID 1 of the nested host's namespace, where systemd is.
+ */
+function isOurs(pid: number): boolean {
+  const its = namespacePidsOf(pid);
+  return inOurPidNamespace(pid) || (its.length === namespacePidsOf('self').length + 1 && its.at(-1) === 1);
 }

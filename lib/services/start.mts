@@ -17,16 +17,21 @@ const latest = (record: JobRecord) => record;
 
 /**
  * The network namespace the job's machine and its services share, with an
- * /etc/hosts naming every service. The service records go in first, so
- * cleanup finds whatever starts.
+ * /etc/hosts naming every service, and where the host has them, the slice
+ * that holds the job's limits for all of its machines. The service records
+ * go in first, so cleanup finds whatever starts.
  */
-export async function makePod(settings: Settings, dir: string, update: RecordUpdate, planned: readonly PlannedService[], debug: boolean): Promise<void> {
+export async function makePod(settings: Settings, host: HostMode, dir: string, update: RecordUpdate, planned: readonly PlannedService[],
+  debug: boolean): Promise<void> {
   const job = update(latest);
   const services = planned.map((service, index) => serviceRecordOf(service, job, dir, index));
   const hosts = buildHostsFile([job.machine, ...services.map((service) => service.machine)], services.flatMap((service) => service.hostNames));
   update((record) => ({ ...record, services, ...(debug ? { debugServices: true } : {}) }));
-  const pod = await createPod(dir, settings.network, hosts);
-  update((record) => ({ ...record, pod }));
+  const making = host.makeJobSlice?.(job.machine, settings.limits);
+  // Both settle before a failure goes up: cleanup must not race the slice's making.
+  const pod = await createPod(dir, settings.network, hosts).finally(() => making?.catch(() => undefined));
+  const slice = await making;
+  update((record) => ({ ...record, pod, ...(slice ? { slice } : {}) }));
 }
 
 /** Starts every service machine at once; one that fails to start is in its record (failed), not thrown. */

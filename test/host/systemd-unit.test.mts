@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildSystemdRunArgs, limitProperties, machineOfUnit, unitName, type SystemdRunOptions } from '../../lib/host/systemd-unit.mts';
+import { buildSystemdRunArgs, limitProperties, machineOfUnit, runtimeDropInDir, sliceName, unitName, type SystemdRunOptions } from '../../lib/host/systemd-unit.mts';
 import type { Limits } from '../../lib/settings.mts';
 
 const base: SystemdRunOptions = {
@@ -54,4 +54,25 @@ test('a unit is named after its machine, apart from systemd-run\'s own run-u<N> 
   assert.equal(machineOfUnit(unitName('run-101')), 'run-101', 'gc and cleanup find machines by their units');
   assert.equal(machineOfUnit('run-u5.service'), undefined);
   assert.equal(machineOfUnit('nspawn-runner-run-7.socket'), undefined);
+});
+
+test('a job with services: its units go in its slice, which carries the limits instead of them', () => {
+  const argv = buildSystemdRunArgs({ ...base, slice: sliceName('run-7') });
+  assert.ok(argv.includes('--slice=machine-nspawn\\x2drunner\\x2drun\\x2d7.slice'));
+  assert.ok(!argv.includes('--slice=machine.slice'));
+  assert.equal(argv.filter((arg) => /CPUWeight|Memory|TasksMax/.test(arg)).length, 0);
+  assert.ok(argv.includes('--property=DevicePolicy=closed'), 'the rest stays the unit\'s');
+});
+
+test('a job\'s slice is named after its machine, under machine.slice, its dashes escaped', () => {
+  const cases: Array<[string, string]> = [
+    ['run-7', 'machine-nspawn\\x2drunner\\x2drun\\x2d7.slice'],
+    ['run-a-b', 'machine-nspawn\\x2drunner\\x2drun\\x2da\\x2db.slice'],
+    [`run-${'9'.repeat(60)}`, `machine-nspawn\\x2drunner\\x2drun\\x2d${'9'.repeat(60)}.slice`],
+  ];
+  for (const [machine, expected] of cases) assert.equal(sliceName(machine), expected);
+  const long = sliceName(`run-a${'-'.repeat(59)}`);
+  assert.ok(long.length <= 255, 'unit names stop at 255 characters');
+  assert.match(long, /^machine-nspawn\\x2drunner\\x2d[0-9a-f]{32}\.slice$/);
+  assert.equal(runtimeDropInDir(sliceName('run-7')), '/run/systemd/system.control/machine-nspawn\\x2drunner\\x2drun\\x2d7.slice.d');
 });

@@ -9,10 +9,9 @@ import { mountScratchBtrfs, type ScratchFilesystem } from '../support/btrfs.mts'
 import { debianImage, debianRoot, makeBusyboxImage } from '../support/images.mts';
 import { buildFailure, systemFailure } from '../support/runner.mts';
 import { buildHandleProbe, findings, parseSandbox, probeScript } from '../support/sandbox-probe.mts';
-import { innerRoot, innerScripts, repoRoot, SystemdTestHost, type Inventory } from '../support/systemd-host.mts';
+import { innerRoot, innerScripts, nothingLeft, repoRoot, SystemdTestHost } from '../support/systemd-host.mts';
 
 const unit = (jobId: string): string => `nspawn-runner-run-${jobId}.service`;
-const nothingLeft: Inventory = { machines: [], units: [], processes: [], cgroups: [], mounts: [], propagate: [], jobDirs: [] };
 
 describe('jobs on a systemd host (booted test host, overlay storage)', () => {
   const host = new SystemdTestHost();

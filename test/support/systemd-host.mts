@@ -78,6 +78,19 @@ function nodeBinds(image: string): string[] {
     .map((path) => `--bind-ro=${path}`);
 }
 
+/**
+ * pasta (Debian's passt), the way out of a job's services network
+ * (lib/services/pod.mts): this machine's, bound in read-only where the image
+ * lacks it. It links libc only. Installing it in the image would change the
+ * recipe, and every checkout sharing the cache with an older recipe would
+ * rebuild the image under the others. pasta re-executes itself as
+ * <its path>.avx2 where the CPU has AVX2.
+ */
+function pastaBinds(image: string): string[] {
+  return ['/usr/bin/pasta', '/usr/bin/pasta.avx2'].filter((path) => existsSync(path) && !existsSync(`${image}${path}`))
+    .map((path) => `--bind-ro=${realpathSync(path)}:${path}`);
+}
+
 export interface ExecOptions {
   env?: Record<string, string>;
   input?: string;
@@ -90,8 +103,12 @@ export interface Inventory {
   cgroups: string[];
   mounts: string[];
   propagate: string[];
+  /** Runtime drop-ins (systemctl set-property --runtime), such as a job slice's limits. */
+  dropIns: string[];
   jobDirs: string[];
 }
+
+export const nothingLeft: Inventory = { machines: [], units: [], processes: [], cgroups: [], mounts: [], propagate: [], dropIns: [], jobDirs: [] };
 
 export interface TestHostOptions {
   /** Host directory to use as the runner's state directory (a btrfs mount, say); default: a fresh one. */
@@ -135,6 +152,7 @@ export class SystemdTestHost {
       'systemd-nspawn', '--quiet', '--register=no', '--keep-unit', `--machine=${this.name}`,
       `--directory=${image}`, `--overlay=${image}:${this.work}/upper:/`, '--link-journal=no',
       ...nodeBinds(image),
+      ...pastaBinds(image),
       `--bind-ro=${repoRoot}`,
       `--bind=${this.state}:${innerRoot}`,
       // Jobs inside boot the cached Debian image, read-only under their overlays.
@@ -274,8 +292,8 @@ export class SystemdTestHost {
   }
 
   /** Started by a go-between that exits right after it, as a gitlab-runner that crashed: the job's owner is gone. */
-  runnerWithDeadOwner(args: string[]): Promise<RunnerResult> {
-    return this.exec(['perl', '-e', 'exit(system(@ARGV) >> 8)', `${repoRoot}/bin/nspawn-runner`, '--root', innerRoot, ...args]);
+  runnerWithDeadOwner(args: string[], env: Record<string, string> = {}): Promise<RunnerResult> {
+    return this.exec(['perl', '-e', 'exit(system(@ARGV) >> 8)', `${repoRoot}/bin/nspawn-runner`, '--root', innerRoot, ...args], { env });
   }
 
   prepare(jobId: string, image = debianImage, args: string[] = [], env: Record<string, string> = {}): Promise<RunnerResult> {
@@ -310,11 +328,13 @@ export class SystemdTestHost {
     }
     return {
       machines: await lines(['machinectl', 'list', '--no-legend']),
-      units: await lines(['systemctl', 'list-units', '--all', '--plain', '--no-legend', 'nspawn-runner-*']),
-      processes: (await lines(['ps', '-eo', 'args', '--no-headers'])).filter((line) => /systemd-nspawn|nsr-marker|nsenter/.test(line)),
-      cgroups: await lines(['find', '/sys/fs/cgroup', '-maxdepth', '2', '-name', 'nspawn-runner-*']),
+      // Units of machines, and the slices of jobs with services (host/systemd-slice.mts) with theirs in them.
+      units: await lines(['systemctl', 'list-units', '--all', '--plain', '--no-legend', 'nspawn-runner-*', 'machine-nspawn*']),
+      processes: (await lines(['ps', '-eo', 'args', '--no-headers'])).filter((line) => /systemd-nspawn|nsr-marker|nsenter|pasta/.test(line)),
+      cgroups: await lines(['find', '/sys/fs/cgroup', '-maxdepth', '3', '(', '-name', 'nspawn-runner-*', '-o', '-name', 'machine-nspawn*', ')']),
       mounts: (await lines(['cat', '/proc/mounts'])).filter((line) => line.includes(`${innerRoot}/.jobs`)),
       propagate: await lines(['find', '/run/systemd/nspawn/propagate', '-mindepth', '1', '-maxdepth', '1']),
+      dropIns: await lines(['find', '/run/systemd/system.control', '-mindepth', '1', '-maxdepth', '1']),
       jobDirs,
     };
   }
