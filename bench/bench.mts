@@ -20,10 +20,11 @@ import { createSubvolume, isBtrfs } from '../lib/btrfs.mts';
 import { Coordinator } from '../test/support/coordinator.mts';
 import { debianRoot, makeBusyboxImage } from '../test/support/images.mts';
 import { measureOci } from './oci-bench.mts';
+import { measureServices } from './services-bench.mts';
 
 const args = minimist(process.argv.slice(2), { string: ['runs', 'job-runs', 'large-runs', 'backends', 'mode', 'gitlab-runner'], boolean: ['help'] });
 if (args.help) {
-  process.stdout.write('usage: npm run bench -- [--mode stages|job|oci|all] [--runs N] [--job-runs N] [--large-runs N] [--backends overlay,tmpfs,btrfs] [--gitlab-runner PATH]\n' +
+  process.stdout.write('usage: npm run bench -- [--mode stages|job|oci|services|all] [--runs N] [--job-runs N] [--large-runs N] [--backends overlay,tmpfs,btrfs] [--gitlab-runner PATH]\n' +
     'stages: config, prepare, run (script `true`) and cleanup, Node bundles vs Bun from source, against the raw nspawn/nsenter floor.\n' +
     'job: a whole one-line job through gitlab-runner run-single: our executor (Node, Bun) vs gitlab-runner\'s shell executor.\n' +
     'oci: OCI pulls against skopeo+umoci by hand, warm prepares on pulled images vs local ones, shared blobs (--large-runs for the Debian image).\n' +
@@ -295,6 +296,9 @@ try {
     lines.push('', ...await measureOci({
       executable: product.executable, work, runs, largeRuns: Number(args['large-runs'] ?? 3), debianRoot, median,
     }));
+  }
+  if (mode === 'services' || mode === 'all') {
+    lines.push('', ...measureServices({ executable: product.executable, root: plain, runs, nspawnFloor: floor.nspawn, median }));
   }
   if (mode === 'job' || mode === 'all') {
     const binary = findGitlabRunner();

@@ -52,12 +52,13 @@ export async function createPod(jobDir: string, network: NetworkChoice, hosts: s
   writeFileSync(pod.hosts, hosts);
   writeFileSync(pod.netns, '');
   // nspawn leaves a namespace it joins as it is, loopback down; pasta brings
-  // it up, and without pasta ip(8) does.
-  if (network === 'private') {
-    await check(['unshare', `--net=${pod.netns}`, 'ip', 'link', 'set', 'lo', 'up']);
-    return pod;
-  }
-  await check(['unshare', `--net=${pod.netns}`, 'true']);
+  // it up, and without pasta ip(8) does. Low ports are open to every user of
+  // the pod, as Docker opens them in containers: a service in a user
+  // namespace (private_users) has no privilege over the pod's network.
+  const openLowPorts = 'echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start';
+  const setup = network === 'private' ? `${openLowPorts} && ip link set lo up` : openLowPorts;
+  await check(['unshare', `--net=${pod.netns}`, 'sh', '-c', setup]);
+  if (network === 'private') return pod;
   const pidFile = `${jobDir}/pasta.pid`;
   try {
     await check(buildPastaArgs(pod.netns, pidFile));
