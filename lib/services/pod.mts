@@ -54,9 +54,10 @@ export async function createPod(jobDir: string, network: NetworkChoice, hosts: s
   // nspawn leaves a namespace it joins as it is, loopback down; pasta brings
   // it up, and without pasta ip(8) does. Low ports are open to every user of
   // the pod, as Docker opens them in containers: a service in a user
-  // namespace (private_users) has no privilege over the pod's network.
-  const openLowPorts = 'echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start';
-  const setup = network === 'private' ? `${openLowPorts} && ip link set lo up` : openLowPorts;
+  // namespace (private_users) has no privilege over the pod's network. A
+  // host that is itself a container may have /proc/sys read-only: then not.
+  const openLowPorts = '{ echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start; } 2>/dev/null';
+  const setup = network === 'private' ? `${openLowPorts}; ip link set lo up` : `${openLowPorts}; true`;
   await check(['unshare', `--net=${pod.netns}`, 'sh', '-c', setup]);
   if (network === 'private') return pod;
   const pidFile = `${jobDir}/pasta.pid`;
