@@ -67,11 +67,13 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
     record = await pinImageVersion(dir, record, plan);
     const services = plan.services.length ? await import('../services/start.mts') : undefined;
     if (services) await services.makePod(settings, plan.host, dir, update, plan.services, request.services!.debug);
-    // Service machines start beside the job's: a service costs prepare its own start only.
-    const [started, serviceRecords] = await Promise.all([
+    // Service machines start beside the job's: a service costs prepare its
+    // own start only. Both are settled before a failure goes on to cleanup,
+    // which must not run while a unit is still being made.
+    const [started, serviceRecords] = settledOrThrow(await Promise.allSettled([
       startMachine(settings, dir, record, plan, request.binds ?? [], update),
       services?.startServices({ settings, host: plan.host, backend: plan.backend }, plan.services, update) ?? [],
-    ]);
+    ]));
     update((latest) => ({ ...latest, ...machineFields(started) }));
     await Promise.all([
       awaitAgent(record, dir, () => plan.host.leaderOf(started), settings.readyTimeoutSeconds * 1000),
@@ -87,6 +89,12 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
   log.info(`job ${record.jobId}: machine ${record.machine} on image ${record.image}${digest} (${plan.backend.name} storage, ${plan.host.name} host)`);
   log.verbose(plan.runnerBinary ? `sharing ${plan.runnerBinary} as gitlab-runner` : 'no gitlab-runner binary to share: cache and artifacts need one in the image');
   return record;
+}
+
+function settledOrThrow<A, B>([a, b]: [PromiseSettledResult<A>, PromiseSettledResult<B>]): [A, B] {
+  if (a.status === 'rejected') throw a.reason;
+  if (b.status === 'rejected') throw b.reason;
+  return [a.value, b.value];
 }
 
 async function planJob(settings: Settings, request: PrepareRequest): Promise<JobPlan> {

@@ -11,25 +11,30 @@ import { serviceLogPath, type ServiceRecord } from './machines.mts';
 /**
  * One bash in the pod's network namespace (and no other namespace of the
  * pod) tries each port on loopback until it connects; it prints the ports
- * that never did. bash's /dev/tcp needs no tool in the service's image.
+ * that never did, or "exited" once the service's machine is gone (its PID 1,
+ * seen from the host), so a service that died does not hold prepare for the
+ * whole timeout. bash's /dev/tcp needs no tool in the service's image.
  */
-const probeScript = `deadline=$((SECONDS + $1)); shift
+const probeScript = `deadline=$((SECONDS + $1)); leader=$2; shift 2
 for port; do
   until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    kill -0 "$leader" 2>/dev/null || { echo exited; exit; }
     [ "$SECONDS" -lt "$deadline" ] || { echo "$port"; continue 2; }
     sleep 0.05
   done
 done`;
 
-export function buildPortProbeArgs(netns: string, ports: readonly number[], timeoutSeconds: number): string[] {
-  return ['nsenter', `--net=${netns}`, '--', 'bash', '-c', probeScript, 'probe', String(Math.max(1, Math.ceil(timeoutSeconds))), ...ports.map(String)];
+export function buildPortProbeArgs(netns: string, ports: readonly number[], timeoutSeconds: number, leaderPid: number): string[] {
+  return ['nsenter', `--net=${netns}`, '--', 'bash', '-c', probeScript, 'probe', String(Math.max(1, Math.ceil(timeoutSeconds))), String(leaderPid),
+    ...ports.map(String)];
 }
 
-/** The ports of service that never accepted a connection within the timeout. */
-export async function portsNotListening(netns: string, ports: readonly number[], timeoutSeconds: number): Promise<number[]> {
-  if (!ports.length) return [];
-  const result = await run(buildPortProbeArgs(netns, ports, timeoutSeconds));
-  return result.stdout.split('\n').filter(Boolean).map(Number);
+/** The ports of a service that never accepted a connection within the timeout, or 'exited'. */
+export async function portsNotListening(netns: string, service: ServiceRecord, timeoutSeconds: number): Promise<number[] | 'exited'> {
+  if (!service.ports.length || !service.leaderPid) return [];
+  const result = await run(buildPortProbeArgs(netns, service.ports, timeoutSeconds, service.leaderPid));
+  const lines = result.stdout.split('\n').filter(Boolean);
+  return lines.includes('exited') ? 'exited' : lines.map(Number);
 }
 
 export function lastLogLines(service: ServiceRecord, count = 50): string[] {
@@ -66,8 +71,10 @@ export async function awaitServices(netns: string, services: readonly ServiceRec
       log.warn(serviceWarning(service, service.failed));
       return;
     }
-    const silent = await portsNotListening(netns, service.ports, timeoutSeconds);
-    if (silent.length) {
+    const silent = await portsNotListening(netns, service, timeoutSeconds);
+    if (silent === 'exited') {
+      log.warn(serviceWarning(service, 'its command exited before it listened'));
+    } else if (silent.length) {
       log.warn(serviceWarning(service, `nothing listens on port ${silent.join(', ')} after ${timeoutSeconds} s (services_timeout)`));
     } else if (!(await isRunning(service))) {
       log.warn(serviceWarning(service, 'its command has already exited'));

@@ -116,9 +116,10 @@ describe('jobs with services:, driven by gitlab-runner run-single', { skip: gitl
     }
   });
 
-  test('a slow service is waited for; one that never listens gets a warning with its last 50 log lines, and the job goes on', perJob, async () => {
+  test('a slow service is waited for; one that never listens or exits gets a warning with its last 50 log lines, and the job goes on', perJob, async () => {
     const job = await runJob({
-      services: [{ name: services.slow.reference }, { name: services.deaf.reference, alias: 'deaf' }],
+      // secret without its SECRET_PASSWORD refuses to start, as postgres does.
+      services: [{ name: services.slow.reference }, { name: services.deaf.reference, alias: 'deaf' }, { name: services.secret.reference, alias: 'nopw' }],
       script: [`wget -qO- http://${derived('slow')[0]}:8081/`, 'echo "the job went on"'],
     });
     assert.equal(job.state, 'success', job.trace);
@@ -130,6 +131,8 @@ describe('jobs with services:, driven by gitlab-runner run-single', { skip: gitl
     assert.match(job.trace, /^deaf: deaf: log line 11$/m);
     assert.doesNotMatch(job.trace, /^deaf: deaf: log line 10$/m);
     assert.doesNotMatch(job.trace, /slow.*probably didn't start/);
+    assert.match(job.trace, new RegExp(`WARNING: Service ${services.secret.reference.replaceAll('.', '\\.')} probably didn't start properly`));
+    assert.match(job.trace, /^nopw: secret: SECRET_PASSWORD is not set, refusing to start$/m);
   });
 
   test('entrypoint: and command: replace the image\'s; CI_DEBUG_SERVICES streams the service\'s output by alias', perJob, async () => {

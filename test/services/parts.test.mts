@@ -98,9 +98,9 @@ test('the pod: /etc/hosts, pasta publishing nothing, the port probe, machine nam
   const pasta = buildPastaArgs('/j/netns', '/j/pasta.pid');
   for (const flag of ['-t', '-u', '-T', '-U']) assert.equal(pasta[pasta.indexOf(flag) + 1], 'none', `${flag} none: no port of the pod is published`);
   assert.deepEqual(pasta.slice(-4), ['--netns', '/j/netns', '--pid', '/j/pasta.pid']);
-  const probe = buildPortProbeArgs('/j/netns', [5432, 6379], 29.5);
+  const probe = buildPortProbeArgs('/j/netns', [5432, 6379], 29.5, 4242);
   assert.deepEqual(probe.slice(0, 4), ['nsenter', '--net=/j/netns', '--', 'bash']);
-  assert.deepEqual(probe.slice(-4), ['probe', '30', '5432', '6379']);
+  assert.deepEqual(probe.slice(-5), ['probe', '30', '4242', '5432', '6379']);
   assert.equal(serviceMachineName('run-7', 0), 'run-7-s0');
   const long = serviceMachineName(`run-${'1'.repeat(60)}`, 3);
   assert.ok(long.length <= 64 && long.endsWith('-s3'), long);
