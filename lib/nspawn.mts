@@ -58,8 +58,8 @@ export function buildNspawnArgs(options: NspawnOptions): string[] {
   if (options.systemdVersion >= 250 && !options.privileged) args.push('--suppress-sync=yes');
   if (options.personality) args.push(`--personality=${options.personality}`);
   if (options.networkNamespace) {
-    // The pod's resolver is the host's, reached through pasta.
-    args.push(`--network-namespace-path=${options.networkNamespace}`, '--resolv-conf=copy-host');
+    // The pod binds its own /etc/resolv.conf (services/pod.mts).
+    args.push(`--network-namespace-path=${options.networkNamespace}`, '--resolv-conf=off');
   } else {
     args.push(...networkArgs(options.network));
   }

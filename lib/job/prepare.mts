@@ -21,6 +21,7 @@ import type { ResolvedImage } from '../oci/resolve.mts';
 import type { PulledImageMeta } from '../oci/store.mts';
 import { owningAncestorOf, startTimeOf } from '../proc.mts';
 import type { PlannedService } from '../services/machines.mts';
+import { podBinds } from '../services/pod.mts';
 import type { JobServices } from '../services/spec.mts';
 import type { RecordUpdate } from '../services/start.mts';
 import type { Settings } from '../settings.mts';
@@ -178,7 +179,7 @@ async function startMachine(settings: Settings, dir: string, record: JobRecord, 
     payload: boot ? [...agentPayload(boot), ...bootArguments(pod ? 'host' : settings.network)] : agentPayload(boot),
     register: host.registers,
     binds: [...buildShares(settings, plan.runnerBinary), ...agentBinds(dir, boot, settings.privateUsers), ...(boot ? bootBinds(dir) : []),
-      ...extraBinds, ...(pod ? [{ source: pod.hosts, target: '/etc/hosts', readOnly: true }] : [])],
+      ...extraBinds, ...(pod ? podBinds(pod) : [])],
     systemdVersion: await systemdVersion(),
     network: settings.network,
     networkNamespace: pod?.netns,

@@ -17,7 +17,7 @@ import type { ResolvedImage } from '../oci/resolve.mts';
 import type { ImageConfig } from '../oci/store.mts';
 import type { Settings } from '../settings.mts';
 import type { StorageBackend } from '../storage/backend.mts';
-import type { PodRecord } from './pod.mts';
+import { podBinds, type PodRecord } from './pod.mts';
 import type { JobServices, ServiceSpec } from './spec.mts';
 
 /** A service in the job record: what cleanup, status and the port wait need. */
@@ -106,6 +106,12 @@ export function startIn(tree: string, workdir: string | undefined, argv: string[
  * machine starts.
  */
 export async function planServices(settings: Settings, services: JobServices, jobAuthConfig: string | undefined): Promise<PlannedService[]> {
+  // nspawn enters a machine's user namespace before it joins the pod's
+  // network namespace, which the host's user namespace owns: EPERM.
+  if (settings.privateUsers) {
+    throw new JobError(`services (${services.services.map((service) => service.image).join(', ')}) cannot run on this runner: it sets private_users`,
+      'run jobs with services: on a runner without private_users');
+  }
   const { resolveJobImage } = await import('../oci/resolve.mts');
   const serviceSettings = { ...settings, allowedImages: settings.allowedServices };
   return Promise.all(services.services.map(async (spec) => {
@@ -198,7 +204,7 @@ export async function startService(start: ServiceContext, planned: PlannedServic
       boot: false,
       payload: planned.argv,
       register: host.registers,
-      binds: [{ source: pod.hosts, target: '/etc/hosts', readOnly: true }],
+      binds: podBinds(pod),
       systemdVersion: await systemdVersion(),
       network: settings.network,
       networkNamespace: pod.netns,

@@ -10,17 +10,21 @@
 // port of the pod published (-t/-u none). With network: private the pod has
 // loopback only.
 //
-//   <job>/netns   the namespace, kept by a bind mount (unmounted with the job directory)
-//   <job>/hosts   the pod's /etc/hosts, bound read-only into each of its machines
+//   <job>/netns        the namespace, kept by a bind mount (unmounted with the job directory)
+//   <job>/hosts        the pod's /etc/hosts, bound read-only into each of its machines
+//   <job>/resolv.conf  the pod's /etc/resolv.conf, likewise (with pasta only)
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { SystemError } from '../errors.mts';
 import { check } from '../exec.mts';
 import { argvOf, inOurPidNamespace, isRunning, namespacePidsOf, signal, startTimeOf, waitForExit } from '../proc.mts';
+import type { Bind } from '../nspawn.mts';
 import type { NetworkChoice } from '../settings.mts';
 
 export interface PodRecord {
   netns: string;
   hosts: string;
+  /** The pod's resolver configuration, when it has a way out. */
+  resolvConf?: string;
   /** pasta, which gives the pod outbound access; none with network: private. */
   pastaPid?: number;
   pastaStartTime?: string;
@@ -39,12 +43,46 @@ export function buildHostsFile(machineNames: readonly string[], serviceNames: re
   ].join('\n');
 }
 
+/** The address the pod's resolv.conf names when the host's resolver is on the host's loopback (podman's choice). */
+export const dnsForwardAddress = '169.254.1.1';
+
+const isLoopback = (address: string) => /^127\./.test(address) || address === '::1';
+
+/**
+ * The pod's /etc/resolv.conf: the host's, unless every resolver it names is
+ * on the host's loopback (systemd-resolved's 127.0.0.53), which in the pod
+ * would be the pod's own. Then the pod asks dnsForwardAddress, and pasta
+ * passes those queries on to the host's resolver.
+ */
+export function podResolvConf(hostText: string): { text: string; forward?: string } {
+  const servers = [...hostText.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((match) => match[1]!);
+  if (servers.length && !servers.every(isLoopback)) return { text: hostText };
+  const rest = hostText.split('\n').filter((line) => !/^\s*nameserver\s/.test(line) && line.trim() !== '');
+  return { text: [`nameserver ${dnsForwardAddress}`, ...rest, ''].join('\n'), forward: dnsForwardAddress };
+}
+
 /** pasta's flags: a tap in the pod configured like the host's interface, no port published either way. */
-export function buildPastaArgs(netns: string, pidFile: string): string[] {
+export function buildPastaArgs(netns: string, pidFile: string, dnsForward?: string): string[] {
   // pasta drops to nobody by default, which may not enter a namespace root
   // made; it still sandboxes itself (its own mount namespace, seccomp).
   return ['pasta', '--config-net', '--runas', '0', '--quiet', '-t', 'none', '-u', 'none', '-T', 'none', '-U', 'none',
-    '--netns', netns, '--pid', pidFile];
+    ...(dnsForward ? ['--dns-forward', dnsForward] : []), '--netns', netns, '--pid', pidFile];
+}
+
+function readHostResolvConf(): string {
+  try {
+    return readFileSync('/etc/resolv.conf', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** What every machine of the pod gets bound: its /etc/hosts, and with a way out its /etc/resolv.conf. */
+export function podBinds(pod: PodRecord): Bind[] {
+  return [
+    { source: pod.hosts, target: '/etc/hosts', readOnly: true },
+    ...(pod.resolvConf ? [{ source: pod.resolvConf, target: '/etc/resolv.conf', readOnly: true }] : []),
+  ];
 }
 
 export async function createPod(jobDir: string, network: NetworkChoice, hosts: string): Promise<PodRecord> {
@@ -60,9 +98,12 @@ export async function createPod(jobDir: string, network: NetworkChoice, hosts: s
   const setup = network === 'private' ? `${openLowPorts}; ip link set lo up` : `${openLowPorts}; true`;
   await check(['unshare', `--net=${pod.netns}`, 'sh', '-c', setup]);
   if (network === 'private') return pod;
+  const resolver = podResolvConf(readHostResolvConf());
+  pod.resolvConf = `${jobDir}/resolv.conf`;
+  writeFileSync(pod.resolvConf, resolver.text);
   const pidFile = `${jobDir}/pasta.pid`;
   try {
-    await check(buildPastaArgs(pod.netns, pidFile));
+    await check(buildPastaArgs(pod.netns, pidFile, resolver.forward));
   } catch (error) {
     throw new SystemError(`the job's services network has no way out: ${(error as Error).message}`,
       'install passt (apt install passt), or set network: private for offline jobs');
