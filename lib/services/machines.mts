@@ -12,7 +12,7 @@ import { resolveInside } from '../image/personality.mts';
 import { machineFields, type HostMode } from '../host/host.mts';
 import type { JobRecord } from '../job/record.mts';
 import { log } from '../log.mts';
-import { buildNspawnArgs, privilegedEnv, systemdVersion } from '../nspawn.mts';
+import { buildNspawnArgs, privilegedEnv, systemdVersion, type Bind } from '../nspawn.mts';
 import type { ResolvedImage } from '../oci/resolve.mts';
 import type { ImageConfig } from '../oci/store.mts';
 import type { Settings } from '../settings.mts';
@@ -90,13 +90,13 @@ function isDirectoryInside(tree: string, path: string): boolean {
 }
 
 /**
- * Docker makes a WorkingDir the image lacks; nspawn's --chdir only enters
- * one. The image's sh makes it first where there is one.
+ * Docker makes a WorkingDir the image lacks, owned by root; nspawn's --chdir
+ * only enters one. nspawn makes a bind's mount point, as root, before the
+ * service drops to its User: an empty directory of the service's own is
+ * bound there, and goes with the job.
  */
-export function startIn(tree: string, workdir: string | undefined, argv: string[]): { argv: string[]; workdir: string | undefined } {
-  if (!workdir || isDirectoryInside(tree, workdir)) return { argv, workdir };
-  if (resolveInside(tree, '/bin/sh') === undefined) return { argv, workdir: undefined };
-  return { argv: ['/bin/sh', '-c', 'mkdir -p -- "$0" && cd -- "$0" && exec "$@"', workdir, ...argv], workdir: undefined };
+export function missingWorkdir(tree: string, workdir: string | undefined): boolean {
+  return workdir !== undefined && !isDirectoryInside(tree, workdir);
 }
 
 /**
@@ -135,7 +135,8 @@ export async function planServices(settings: Settings, services: JobServices, jo
     return {
       spec,
       image,
-      ...startIn(image.path, workdirOf(config), argv),
+      argv,
+      workdir: workdirOf(config),
       env: serviceEnv(config?.env ?? [], services.jobVariables, spec.variables),
       user: userOf(config),
       ports: [...new Set([...(config?.exposedTcpPorts ?? []), ...spec.ports])],
@@ -204,7 +205,7 @@ export async function startService(start: ServiceContext, planned: PlannedServic
       boot: false,
       payload: planned.argv,
       register: host.registers,
-      binds: podBinds(pod),
+      binds: [...podBinds(pod), ...(planned.workdir && missingWorkdir(service.imagePath, planned.workdir) ? [workdirBind(service, planned.workdir)] : [])],
       systemdVersion: await systemdVersion(),
       network: settings.network,
       networkNamespace: pod.netns,
@@ -233,6 +234,11 @@ export async function startService(start: ServiceContext, planned: PlannedServic
     log.warn(`service ${service.image} (${service.hostNames[0] ?? service.machine}) did not start: ${failed}`);
     return { ...service, failed };
   }
+}
+
+function workdirBind(service: ServiceRecord, workdir: string): Bind {
+  mkdirSync(`${service.dir}/workdir`, { mode: 0o755 });
+  return { source: `${service.dir}/workdir`, target: workdir, readOnly: false };
 }
 
 /** The job record as host modes read it, for a service's machine: stop it, or ask whether it runs. */

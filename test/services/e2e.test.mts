@@ -68,14 +68,17 @@ describe('jobs with services:, driven by gitlab-runner run-single', { skip: gitl
   async function runJob(spec: Omit<JobSpec, 'image'>, whileRunning?: (job: ServerJob) => Promise<void>): Promise<ServerJob> {
     const job = coordinator.enqueue({ image: images.busybox.reference, ...spec, variables: { ...noGit, ...spec.variables } });
     const running = runSingle(binary, section);
-    await whileRunning?.(job);
+    // A job that ends before what whileRunning waits for must fail the test, not hang it.
+    let watchError: unknown;
+    await Promise.race([whileRunning?.(job).catch((error: unknown) => { watchError = error; }), running]);
     const runnerLog = await running;
+    if (watchError) throw watchError;
     if (process.env.NSPAWN_RUNNER_TEST_TRACE) process.stderr.write(`--- job ${job.payload.id}: ${job.state} ${job.failureReason ?? ''}\n${job.trace}`);
     assert.notEqual(job.state, 'running', `the runner never reported a final state:\n${runnerLog}\n${job.trace}`);
     return job;
   }
 
-  test('the job reaches its services by alias and by derived name, after_script too; variables: reach the service; the host sees no port', perJob, async () => {
+  test('the job reaches its services by alias and by derived name, after_script too; variables:, WorkingDir and User apply; the host sees no port', perJob, async () => {
     const [secretName] = derived('secret');
     const job = await runJob({
       services: [
@@ -86,6 +89,7 @@ describe('jobs with services:, driven by gitlab-runner run-single', { skip: gitl
         'wget -qO- http://web:8080/', 'wget -qO- http://www:8080/',
         ...derived('httpd').map((name) => `wget -qO- http://${name}:8080/ | sed "s/^/${name}: /"`),
         `wget -qO- http://${secretName}:7000/secret | sed "s/^/secret: /"`, `wget -qO- http://${secretName}:7000/cwd | sed "s/^/cwd: /"`,
+        `wget -qO- http://${secretName}:7000/user | sed "s/^/user: /"`,
         'echo "services reached"', 'sleep 3',
       ],
       afterScript: ['wget -qO- http://web:8080/ | sed "s/^/after_script: /"'],
@@ -97,7 +101,8 @@ describe('jobs with services:, driven by gitlab-runner run-single', { skip: gitl
     assert.equal(job.trace.match(/^hello from the httpd service$/gm)?.length, 2, job.trace);
     for (const name of derived('httpd')) assert.match(job.trace, new RegExp(`^${name}: hello from the httpd service$`, 'm'));
     assert.match(job.trace, /^secret: pa55-for-the-service$/m);
-    assert.match(job.trace, /^cwd: \/srv\/secret$/m);
+    assert.match(job.trace, /^cwd: \/srv\/secret$/m, 'the image\'s WorkingDir, made as Docker makes it');
+    assert.match(job.trace, /^user: svc$/m, 'the image\'s User');
     assert.match(job.trace, /^after_script: hello from the httpd service$/m);
     assert.doesNotMatch(job.trace, /WARNING: Service/);
   });

@@ -1,13 +1,13 @@
 // The services parts that need no machine: what gitlab-runner hands over,
 // host names, commands, environments, the pod's files and command lines.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { test } from 'node:test';
 import { JobError } from '../../lib/errors.mts';
 import { buildSystemdRunArgs } from '../../lib/host/systemd-unit.mts';
 import { buildNspawnArgs } from '../../lib/nspawn.mts';
-import { planServices, serviceArgv, serviceEnv, serviceMachineName, startIn } from '../../lib/services/machines.mts';
+import { missingWorkdir, planServices, serviceArgv, serviceEnv, serviceMachineName } from '../../lib/services/machines.mts';
 import { buildHostsFile, buildPastaArgs } from '../../lib/services/pod.mts';
 import { aliasesOf, derivedHostNames, jobServicesFromEnv } from '../../lib/services/spec.mts';
 import { buildPortProbeArgs } from '../../lib/services/wait.mts';
@@ -76,16 +76,15 @@ test('a service\'s environment: default PATH, image Env, job variables, then its
     ['PATH=/opt/bin:/bin', 'PGDATA=own', 'CI_JOB_ID=7']);
 });
 
-test('a missing WorkingDir is made by the image\'s sh; an existing one is entered by nspawn', () => {
+test('a WorkingDir the image lacks is found missing, through the image\'s own symlinks', () => {
   const tree = mkdtempSync(`${tmpdir()}/nsr-services-tree-`);
   try {
     mkdirSync(`${tree}/srv/here`, { recursive: true });
-    assert.deepEqual(startIn(tree, '/srv/here', ['run']), { argv: ['run'], workdir: '/srv/here' });
-    assert.deepEqual(startIn(tree, '/srv/missing', ['run']), { argv: ['run'], workdir: undefined }, 'no sh: started in /');
-    mkdirSync(`${tree}/bin`);
-    writeFileSync(`${tree}/bin/sh`, '', { mode: 0o755 });
-    assert.deepEqual(startIn(tree, '/srv/missing', ['run', 'x']).argv, ['/bin/sh', '-c', 'mkdir -p -- "$0" && cd -- "$0" && exec "$@"', '/srv/missing', 'run', 'x']);
-    assert.deepEqual(startIn(tree, undefined, ['run']), { argv: ['run'], workdir: undefined });
+    symlinkSync('/srv', `${tree}/data`);
+    assert.equal(missingWorkdir(tree, '/srv/here'), false);
+    assert.equal(missingWorkdir(tree, '/data/here'), false);
+    assert.equal(missingWorkdir(tree, '/srv/missing'), true);
+    assert.equal(missingWorkdir(tree, undefined), false);
   } finally {
     rmSync(tree, { recursive: true });
   }
