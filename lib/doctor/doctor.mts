@@ -4,7 +4,7 @@ import type { DoctorContext } from './context.mts';
 import { checkCgroups, checkHostMode, checkNetwork, checkNspawn, checkRun, checkUserNamespaces } from './host-checks.mts';
 import { error, type Finding } from './report.mts';
 import { checkConfigFile, checkImages, checkRunnerConfig, checkStateDirectory } from './setup-checks.mts';
-import { checkAnsible, checkBootstrappers, checkBtrfsProgs, checkOciTools, checkRunnerBinary } from './tool-checks.mts';
+import { checkAnsible, checkBootstrappers, checkBtrfsProgs, checkOciTools, checkRunnerBinary, checkServiceTools } from './tool-checks.mts';
 
 async function guarded(check: string, run: () => Finding[] | Promise<Finding[]>): Promise<Finding[]> {
   try {
@@ -35,6 +35,7 @@ export async function runDoctor(ctx: DoctorContext): Promise<Finding[]> {
     await guarded('btrfs-progs', () => checkBtrfsProgs(ctx)),
     await guarded('ansible', () => checkAnsible(ctx)),
     await guarded('skopeo, umoci', () => checkOciTools(ctx)),
+    await guarded('pasta (services)', () => checkServiceTools(ctx)),
     await guarded('gitlab-runner binary', () => checkRunnerBinary(ctx)),
     await guarded('images', () => checkImages(ctx, defaultImage)),
     runnerConfig,

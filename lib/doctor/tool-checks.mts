@@ -67,6 +67,14 @@ export function checkOciTools(ctx: DoctorContext): Finding[] {
   return [ok(check, 'OCI images are on: skopeo pulls them, umoci unpacks them')];
 }
 
+/** Jobs with services: their pod reaches out through pasta; without it, only network: private works. */
+export function checkServiceTools(ctx: DoctorContext): Finding[] {
+  const check = 'pasta (services)';
+  if (findProgram('pasta', ctx.path)) return [ok(check, 'installed: a job\'s services share a network namespace with it that reaches out through pasta')];
+  if (ctx.settings.network === 'private') return [ok(check, 'not installed; not needed with network: private (the pod has loopback only)')];
+  return [warning(check, 'not installed: jobs with services: fail in prepare (their pod has no way out)', 'apt install passt')];
+}
+
 /** Whether an ELF file asks for a program interpreter (is dynamically linked). */
 export function isDynamicElf(path: string): boolean | undefined {
   let fd: number;
