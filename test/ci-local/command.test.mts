@@ -43,9 +43,11 @@ async function exec(dir: string, args: string[] = [], root = state.root): Promis
     env: { NO_COLOR: '1', BUILD_FAILURE_EXIT_CODE: '', SYSTEM_FAILURE_EXIT_CODE: '' },
   });
   // Whatever happened, no machine, mount or job directory is left, nor exec's own directory.
-  const left = leftoversOf(root, []);
-  assert.deepEqual(left.processes.filter((line) => line.includes('run-exec-')), [], 'machines left');
-  assert.deepEqual(left.mounts.filter((line) => line.includes('/.exec/')), [], 'mounts left');
+  // Everything in root (an empty list of job ids would match nothing), then exec's own: its machines, their pasta, their mounts.
+  const left = leftoversOf(root);
+  const ofExec = (line: string) => line.includes('run-exec-') || line.includes('/.jobs/exec-') || line.includes('/.exec/');
+  assert.deepEqual(left.processes.filter(ofExec), [], 'machines left');
+  assert.deepEqual(left.mounts.filter(ofExec), [], 'mounts left');
   assert.deepEqual(existsSync(`${root}/.exec`) ? readdirSync(`${root}/.exec`) : [], [], 'exec directories left');
   assert.deepEqual(existsSync(`${root}/.jobs`) ? readdirSync(`${root}/.jobs`).filter((id) => id.startsWith('exec-')) : [], [], 'jobs left');
   return result;
