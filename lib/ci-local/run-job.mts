@@ -1,10 +1,11 @@
 // One local job, through the same prepare/run/cleanup as a CI job: its
 // project directory is made on the host (the sources, the artifacts of its
 // dependencies, its cache) and bound into a fresh machine at
-// $CI_PROJECT_DIR; before_script and script run as build_script, then
-// after_script in a shell of its own (after a failure or a timeout too, as
-// gitlab-runner does); the machine is removed; only then, with nothing of
-// the job running, are its cache and artifacts copied out.
+// $CI_PROJECT_DIR, with its services: beside it as prepare starts a CI
+// job's; before_script and script run as build_script, then after_script in
+// a shell of its own (after a failure or a timeout too, as gitlab-runner
+// does); the machines are removed; only then, with nothing of the job
+// running, are its cache and artifacts copied out.
 import { existsSync, lchownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { CiJob } from '../ci/model.mts';
 import { expandText, expandVariables, mergeVariables, variablesFrom, type Variables } from '../ci/variables.mts';
@@ -19,6 +20,7 @@ import {
 import type { JobOutput } from './output.mts';
 import type { RepoInfo, Sources } from './repo.mts';
 import { buildStageScript } from './script.mts';
+import { localJobServices } from './services.mts';
 
 export interface RunContext {
   settings: Readonly<Settings>;
@@ -83,10 +85,15 @@ export async function runLocalJob(job: CiJob, number: number, context: RunContex
     rmSync(dotenvFile(checkout, job.name), { force: true });
 
     try {
+      const services = localJobServices(job.definition.services, expanded);
+      for (const { image: name, hostNames } of services.services) {
+        out.note(`Starting service ${name}${hostNames.length ? ` as ${hostNames.join(', ')}` : ''}`);
+      }
       await prepareJob(context.settings, {
         jobId,
         imageReference: image,
         binds: [{ source: projectHost, target: projectDir, readOnly: false, idmap: context.settings.privateUsers }],
+        ...(services.services.length ? { services } : {}),
       });
     } catch (error) {
       out.note(`preparing the machine failed: ${(error as Error).message}`);

@@ -5,19 +5,20 @@ import { applyDefaults, parseInherit, inherits } from './extends.mts';
 import type { ArtifactsSpec, ArtifactsWhen, CacheSpec, ImageSpec, JobDefinition, ParallelSpec } from './model.mts';
 import { booleanValue, parseAllowFailure, parseNeeds, parseWhen, stringList, text } from './fields.mts';
 import { parseOnlyExcept, parseRules } from './rules.mts';
+import { parseServices } from './services.mts';
 import { parseVariables, type Variable, type Variables } from './variables.mts';
 import { CiConfigError, isCiMap, keyPosition, positionOf, type CiMap, type CiValue, type Position } from './yaml-source.mts';
 
 /** Keys a local run honours. */
 const supportedKeys = new Set([
-  'script', 'before_script', 'after_script', 'image', 'stage', 'variables', 'extends', 'inherit', 'when', 'allow_failure',
+  'script', 'before_script', 'after_script', 'image', 'services', 'stage', 'variables', 'extends', 'inherit', 'when', 'allow_failure',
   'rules', 'only', 'except', 'needs', 'dependencies', 'artifacts', 'cache', 'parallel', 'timeout', 'start_in', 'environment',
   // Only choose a runner or describe the job for GitLab's UI: nothing to do locally.
   'tags', 'interruptible', 'coverage', 'description', 'manual_confirmation',
 ]);
 /** Keys GitLab knows whose effect a local run does not have: named in the warning. */
 const unsupportedKeys = new Set([
-  'services', 'trigger', 'retry', 'resource_group', 'secrets', 'id_tokens', 'hooks', 'release', 'pages', 'publish',
+  'trigger', 'retry', 'resource_group', 'secrets', 'id_tokens', 'hooks', 'release', 'pages', 'publish',
   'identity', 'dast_configuration', 'run',
 ]);
 
@@ -66,6 +67,7 @@ export function parseJob(name: string, raw: CiMap, context: JobContext, jobAt?: 
     beforeScript: scriptLines(job, 'before_script', name),
     script,
     afterScript: scriptLines(job, 'after_script', name),
+    services: parseServices(job.services, name, keyPosition(job, 'services')),
     variables: parseVariables(job.variables, keyPosition(job, 'variables'), `job ${name}: variables`),
     inheritedVariables,
     when,

@@ -19,6 +19,20 @@ export interface ImageSpec {
   pullPolicy?: readonly string[];
 }
 
+/** One of a job's services:, as written: expanded when the job runs, as gitlab-runner does. */
+export interface ServiceDefinition {
+  /** The image; variables not yet expanded. */
+  name: string;
+  /** One or more names, comma-separated; variables not yet expanded. */
+  alias?: string;
+  entrypoint?: readonly string[];
+  command?: readonly string[];
+  /** The service's own variables:, over the job's. */
+  variables: Variables;
+  pullPolicy?: readonly string[];
+  at?: Position;
+}
+
 export interface NeedSpec {
   job: string;
   artifacts: boolean;
@@ -77,6 +91,7 @@ export interface JobDefinition {
   script: readonly string[];
   afterScript: readonly string[];
   image?: ImageSpec;
+  services: readonly ServiceDefinition[];
   /** The job's own variables; the global ones it inherits are in inheritedVariables. */
   variables: Variables;
   inheritedVariables: Variables;

@@ -80,21 +80,51 @@ export function isHostName(name: string): boolean {
   return /^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$/.test(name);
 }
 
+/** One service as a runner takes it; the names already expanded, as gitlab-runner expands them before prepare. */
+export interface ServiceFields {
+  image: string;
+  /** As written: one or more names, comma- or space-separated. */
+  alias?: string;
+  entrypoint?: readonly string[];
+  command?: readonly string[];
+  ports?: readonly number[];
+  variables?: ReadonlyArray<[string, string]>;
+  pullPolicies?: readonly string[];
+}
+
+/** A ServiceSpec: aliases split and checked, the names derived from the image added. An empty list is none (the image's). */
+export function serviceSpecOf(fields: ServiceFields): ServiceSpec {
+  const aliases = aliasesOf(fields.alias);
+  const bad = aliases.find((alias) => !isHostName(alias));
+  if (bad !== undefined) throw new JobError(`service ${fields.image}: alias ${JSON.stringify(bad)} is not a host name`, 'use letters, digits, ".", "-" and "_"');
+  return {
+    image: fields.image,
+    hostNames: [...new Set([...aliases, ...derivedHostNames(fields.image)])],
+    entrypoint: fields.entrypoint?.length ? [...fields.entrypoint] : undefined,
+    command: fields.command?.length ? [...fields.command] : undefined,
+    ports: [...fields.ports ?? []],
+    variables: [...fields.variables ?? []],
+    pullPolicies: [...fields.pullPolicies ?? []],
+  };
+}
+
+/** CI_DEBUG_SERVICES as gitlab-runner reads it (strconv.ParseBool, common/build_settings.go). */
+export function isDebugServices(value: string | undefined): boolean {
+  return value !== undefined && ['1', 't', 'T', 'true', 'TRUE', 'True'].includes(value);
+}
+
 function serviceOf(value: unknown): ServiceSpec | undefined {
   const item = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
   if (typeof item.name !== 'string' || item.name === '') return undefined;
-  const aliases = aliasesOf(item.alias);
-  const bad = aliases.find((alias) => !isHostName(alias));
-  if (bad !== undefined) throw new JobError(`service ${item.name}: alias ${JSON.stringify(bad)} is not a host name`, 'use letters, digits, ".", "-" and "_"');
-  return {
+  return serviceSpecOf({
     image: item.name,
-    hostNames: [...new Set([...aliases, ...derivedHostNames(item.name)])],
+    alias: typeof item.alias === 'string' ? item.alias : undefined,
     entrypoint: strings(item.entrypoint),
     command: strings(item.command),
     ports: portsOf(item.ports),
     variables: variablePairs(item.variables, false),
-    pullPolicies: strings(item.pull_policy) ?? [],
-  };
+    pullPolicies: strings(item.pull_policy),
+  });
 }
 
 function readJson(path: string | undefined): Record<string, unknown> | undefined {
@@ -128,6 +158,6 @@ export function jobServicesFromEnv(env: NodeJS.ProcessEnv = process.env): JobSer
   return {
     services: listed.flatMap((item) => serviceOf(item) ?? []),
     jobVariables,
-    debug: debugValue === 'true' || debugValue === '1',
+    debug: isDebugServices(debugValue),
   };
 }

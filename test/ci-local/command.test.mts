@@ -43,9 +43,11 @@ async function exec(dir: string, args: string[] = [], root = state.root): Promis
     env: { NO_COLOR: '1', BUILD_FAILURE_EXIT_CODE: '', SYSTEM_FAILURE_EXIT_CODE: '' },
   });
   // Whatever happened, no machine, mount or job directory is left, nor exec's own directory.
-  const left = leftoversOf(root, []);
-  assert.deepEqual(left.processes.filter((line) => line.includes('run-exec-')), [], 'machines left');
-  assert.deepEqual(left.mounts.filter((line) => line.includes('/.exec/')), [], 'mounts left');
+  // Everything in root (an empty list of job ids would match nothing), then exec's own: its machines, their pasta, their mounts.
+  const left = leftoversOf(root);
+  const ofExec = (line: string) => line.includes('run-exec-') || line.includes('/.jobs/exec-') || line.includes('/.exec/');
+  assert.deepEqual(left.processes.filter(ofExec), [], 'machines left');
+  assert.deepEqual(left.mounts.filter(ofExec), [], 'mounts left');
   assert.deepEqual(existsSync(`${root}/.exec`) ? readdirSync(`${root}/.exec`) : [], [], 'exec directories left');
   assert.deepEqual(existsSync(`${root}/.jobs`) ? readdirSync(`${root}/.jobs`).filter((id) => id.startsWith('exec-')) : [], [], 'jobs left');
   return result;
@@ -236,6 +238,31 @@ deploy:
     assert.equal(unknown.stderr, 'nspawn-runner: error: no job "deploy" in this pipeline (jobs: build, unit, other)\n');
   });
 
+  test('services: started beside the job, reached by alias and by the name derived from the image; nothing of them is left', async () => {
+    const dir = checkout({
+      '.gitlab-ci.yml': `
+integration:
+  services:
+    - name: busybox
+      alias: web
+      command: ["httpd", "-f", "-p", "8080", "-h", "/etc"]
+  script:
+    # A local image exposes no ports, so prepare has none to wait for: the job waits for httpd itself.
+    - for i in $(seq 100); do wget -qO /dev/null http://web:8080/os-release 2>/dev/null && break; sleep 0.1; done
+    - wget -qO- http://web:8080/os-release | sed s/^/web=/
+    - wget -qO- http://busybox:8080/os-release | sed s/^/busybox=/
+`,
+    });
+    const result = await exec(dir);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    const lines = linesOf(result.stdout, 'integration');
+    assert.ok(lines.includes('Starting service busybox as web, busybox'), lines.join('\n'));
+    for (const name of ['web', 'busybox']) assert.ok(lines.includes(`${name}=PRETTY_NAME="busybox test image"`), lines.join('\n'));
+    assert.deepEqual(summaryOf(result.stdout), { integration: 'passed' });
+    // The service machine and the pod's pasta are gone with the job.
+    assert.deepEqual(leftoversOf(state.root), { mounts: [], processes: [], jobDirs: [] });
+  });
+
   test('a job over its timeout is stopped and failed', async () => {
     const dir = checkout({ '.gitlab-ci.yml': 'slow:\n  timeout: 1s\n  script: [sleep 600]\n  after_script: [echo after $CI_JOB_STATUS]\n' });
     const result = await exec(dir);
@@ -267,6 +294,7 @@ deploy:
       [{ '.gitlab-ci.yml': 'a:\n  needs: [b]\n  script: [x]\nb:\n  needs: [a]\n  script: [x]\n' }, /:1:1: needs cycle: a -> b -> a$/],
       [{ '.gitlab-ci.yml': 'include: ci/nope.yml\njob:\n  script: [x]\n' }, /:1:1: included file ci\/nope\.yml does not exist$/],
       [{ '.gitlab-ci.yml': 'job:\n  script:\n    - !reference [.x, script]\n' }, /:3:18: !reference \[\.x, script\] could not be found$/],
+      [{ '.gitlab-ci.yml': 'job:\n  script: [x]\n  services:\n    - alias: db\n' }, /^nspawn-runner: error: \.gitlab-ci\.yml:4:7: job job: services: a service needs name: \(its image\)$/],
       [{ 'README': 'no pipeline here\n' }, /^nspawn-runner: error: \.gitlab-ci\.yml not found \(run exec in a git checkout that has one, or pass --file\)$/],
     ];
     for (const [files, message] of cases) {

@@ -14,6 +14,8 @@ import { changedFiles, makeSources, projectPathOf, readRepo } from '../../lib/ci
 import type { JobResult } from '../../lib/ci-local/run-job.mts';
 import { decide, planJobs, runPlan } from '../../lib/ci-local/schedule.mts';
 import { buildStageScript, echoLine } from '../../lib/ci-local/script.mts';
+import { localJobServices } from '../../lib/ci-local/services.mts';
+import { variablesFrom } from '../../lib/ci/variables.mts';
 import { copyEntries } from '../../lib/ci-local/tree-copy.mts';
 import { gitIn, makeCheckout } from '../support/ci-fixtures.mts';
 
@@ -163,6 +165,47 @@ describe('schedule', () => {
   test('an interrupted run starts nothing more', () => {
     const plan = planJobs(pipeline, { jobs: [], needs: false, manual: [] });
     assert.deepEqual(decide(jobs[0]!, [], plan, true), { run: false, status: 'canceled', note: 'the run was interrupted' });
+  });
+});
+
+describe('services', () => {
+  const jobVariables = new Map([['REGISTRY', 'registry.example.com'], ['NAME', 'db'], ['PASSWORD', 'pw'], ['CI_DEBUG_SERVICES', 'true']]);
+
+  test('names and aliases expanded with the job\'s variables; entrypoint and command as written; variables over the job\'s', () => {
+    const services = localJobServices([
+      {
+        name: '$REGISTRY/postgres:16', alias: '${NAME}, $NAME-2', entrypoint: ['sh', '-c', 'exec "$0" "$@"'], command: ['postgres', '-c', '$$x'],
+        variables: new Map([
+          ['POSTGRES_PASSWORD', { value: '$PASSWORD', raw: false }], ['URL', { value: 'postgres://$NAME:$POSTGRES_PASSWORD@localhost', raw: false }],
+          ['RAW', { value: '$PASSWORD', raw: true }],
+        ]),
+        pullPolicy: ['always'],
+      },
+      { name: 'redis:7', variables: new Map() },
+    ], jobVariables);
+    assert.deepEqual(services, {
+      services: [{
+        image: 'registry.example.com/postgres:16',
+        hostNames: ['db', 'db-2', 'registry.example.com__postgres', 'registry.example.com-postgres'],
+        entrypoint: ['sh', '-c', 'exec "$0" "$@"'],
+        command: ['postgres', '-c', '$$x'],
+        ports: [],
+        variables: [['POSTGRES_PASSWORD', 'pw'], ['URL', 'postgres://db:pw@localhost'], ['RAW', '$PASSWORD']],
+        pullPolicies: ['always'],
+      }, {
+        image: 'redis:7', hostNames: ['redis'], entrypoint: undefined, command: undefined, ports: [], variables: [], pullPolicies: [],
+      }],
+      // Every variable of a local run is the developer's own: all of them reach the services.
+      jobVariables: [...jobVariables],
+      debug: true,
+    });
+  });
+
+  test('a name that expands to nothing, or an alias that is no host name, fails the job before any machine starts', () => {
+    assert.throws(() => localJobServices([{ name: '$UNSET', variables: variablesFrom({}) }], jobVariables), /^JobError: service \$UNSET: its image name is empty/);
+    assert.throws(() => localJobServices([{ name: 'redis', alias: '$REGISTRY/x', variables: variablesFrom({}) }], jobVariables),
+      /^JobError: service redis: alias "registry\.example\.com\/x" is not a host name$/);
+    assert.equal(localJobServices([], new Map([['CI_DEBUG_SERVICES', 'no']])).debug, false);
   });
 });
 

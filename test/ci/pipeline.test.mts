@@ -324,6 +324,61 @@ none: { stage: b, script: [x], dependencies: [] }
   });
 });
 
+describe('services', () => {
+  /** A job's services as plain data: the variables as name -> value. */
+  const servicesOf = (pipeline: Pipeline, name: string) => job(pipeline, name).definition.services.map(({ at, variables, ...service }) =>
+    ({ ...service, ...(variables.size ? { variables: Object.fromEntries([...variables].map(([key, variable]) => [key, variable.value])) } : {}) }));
+
+  test('strings and mappings, as written (expanded when the job runs); default: and top-level services: are inherited', () => {
+    const cases: Array<[string, ReturnType<typeof servicesOf>]> = [
+      ['services: [postgres:16, "$REGISTRY/redis:7"]', [{ name: 'postgres:16' }, { name: '$REGISTRY/redis:7' }]],
+      [`services:
+    - name: busybox
+      alias: web, www
+      entrypoint: [httpd]
+      command: ["-f", "-p", "8080"]
+      variables: { PORT: "8080", URL: "http://$HOST", N: 5 }
+      pull_policy: [always, if-not-present]
+      docker: { platform: linux/amd64, user: nobody }`, [{
+        name: 'busybox', alias: 'web, www', entrypoint: ['httpd'], command: ['-f', '-p', '8080'],
+        pullPolicy: ['always', 'if-not-present'], variables: { PORT: '8080', URL: 'http://$HOST', N: '5' },
+      }]],
+      ['services: [{ name: db, pull_policy: never, entrypoint: [], alias: null }]', [{ name: 'db', pullPolicy: ['never'], entrypoint: [] }]],
+      ['services: []', []],
+      ['services: null', []],
+      ['script: [x]', []],
+    ];
+    for (const [yaml, expected] of cases) assert.deepEqual(servicesOf(pipelineOf(`job:\n  script: [x]\n  ${yaml}\n`), 'job'), expected, yaml);
+    const inherited = pipelineOf('default:\n  services: [redis]\nservices: [old]\na:\n  script: [x]\nb:\n  services: [own]\n  script: [x]\n' +
+      'c:\n  inherit: { default: false }\n  script: [x]\nd:\n  services: []\n  script: [x]\n');
+    assert.deepEqual(['a', 'b', 'c', 'd'].map((name) => servicesOf(inherited, name)), [[{ name: 'redis' }], [{ name: 'own' }], [], []]);
+    assert.deepEqual(servicesOf(pipelineOf('services: [old]\njob:\n  script: [x]\n'), 'job'), [{ name: 'old' }]);
+    assert.deepEqual(servicesOf(pipelineOf('.db:\n  services: [{ name: postgres, alias: db }]\njob:\n  extends: .db\n  script: [x]\n'), 'job'),
+      [{ name: 'postgres', alias: 'db' }]);
+  });
+
+  test('bad shapes are refused where they were written', () => {
+    const cases: Array<[string, RegExp]> = [
+      ['services: postgres', /^\.gitlab-ci\.yml:3:3: job job: services must be a list of images or mappings with name:$/],
+      ['services: { name: postgres }', /^\.gitlab-ci\.yml:3:13: job job: services must be a list/],
+      ['services: [""]', /^\.gitlab-ci\.yml:3:13: job job: services: each service is an image name or a mapping with name:$/],
+      ['services: [5]', /:3:13: job job: services: each service is an image name or a mapping with name:$/],
+      ['services: [[postgres]]', /:3:14: job job: services: each service is an image name/],
+      ['services:\n    - alias: db', /^\.gitlab-ci\.yml:4:7: job job: services: a service needs name: \(its image\)$/],
+      ['services:\n    - { name: "" }', /:4:9: job job: services: a service needs name:/],
+      ['services:\n    - name: db\n      ports: [5432]', /^\.gitlab-ci\.yml:5:7: job job: services: unknown key ports \(a service takes name, alias, /],
+      ['services:\n    - name: db\n      alias: [a, b]', /^\.gitlab-ci\.yml:5:7: job job: services: db: alias must be a string$/],
+      ['services:\n    - name: db\n      command: postgres -c fsync=off', /^\.gitlab-ci\.yml:5:7: job job: services: db: command must be a list of strings$/],
+      ['services:\n    - name: db\n      entrypoint: [sh, 1]', /^\.gitlab-ci\.yml:5:19: job job: services: db: entrypoint must be a list of strings$/],
+      ['services:\n    - name: db\n      pull_policy: sometimes', /^\.gitlab-ci\.yml:5:7: job job: services: db: pull_policy must be always, never, if-not-present or a list of them$/],
+      ['services:\n    - name: db\n      variables: [A]', /^\.gitlab-ci\.yml:5:18: job job: services: db: variables must be a mapping of names to values$/],
+      ['services:\n    - name: db\n      variables: { A-B: x }', /^\.gitlab-ci\.yml:5:20: job job: services: db: variables: invalid variable name "A-B"/],
+    ];
+    for (const [yaml, message] of cases) refuses(`job:\n  script: [x]\n  ${yaml}\n`, message);
+    refuses('default:\n  services: [{ alias: db }]\njob:\n  script: [x]\n', /^\.gitlab-ci\.yml:2:14: job job: services: a service needs name:/);
+  });
+});
+
 describe('the YAML itself', () => {
   test('syntax errors say file:line:col', () => {
     refuses('job:\n  script: [x\nother: 1\n', /^\.gitlab-ci\.yml:3:1: invalid YAML: /);
@@ -346,7 +401,7 @@ describe('the YAML itself', () => {
     refuses('job:\n  stage: nope\n  script: [x]\n', /job job: stage nope is not in stages: \(stages: \.pre, build, test, deploy, \.post\)/);
     refuses('job:\n  image: debian\n', /^\.gitlab-ci\.yml:1:1: job job has no script:/);
     refuses('job: [x]\n', /job job must be a mapping/);
-    const pipeline = pipelineOf('a:\n  script: [x]\n  services: [postgres]\n  retry: 2\n  artifacts:\n    reports: { junit: r.xml }\nb:\n  script: [x]\n  services: [redis]\nt:\n  trigger: other/project\n');
-    assert.deepEqual(pipeline.warnings, ['services (jobs a, b)', 'retry (job a)', 'artifacts:reports:junit (job a)', 'trigger (job t)']);
+    const pipeline = pipelineOf('a:\n  script: [x]\n  services: [postgres]\n  retry: 2\n  artifacts:\n    reports: { junit: r.xml }\nb:\n  script: [x]\n  resource_group: r\nt:\n  trigger: other/project\n');
+    assert.deepEqual(pipeline.warnings, ['retry (job a)', 'artifacts:reports:junit (job a)', 'resource_group (job b)', 'trigger (job t)']);
   });
 });

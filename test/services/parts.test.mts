@@ -9,7 +9,7 @@ import { buildSystemdRunArgs } from '../../lib/host/systemd-unit.mts';
 import { buildNspawnArgs } from '../../lib/nspawn.mts';
 import { missingWorkdir, planServices, serviceArgv, serviceEnv, serviceMachineName } from '../../lib/services/machines.mts';
 import { buildHostsFile, buildPastaArgs } from '../../lib/services/pod.mts';
-import { aliasesOf, derivedHostNames, jobServicesFromEnv } from '../../lib/services/spec.mts';
+import { aliasesOf, derivedHostNames, isDebugServices, jobServicesFromEnv, serviceSpecOf } from '../../lib/services/spec.mts';
 import { buildPortProbeArgs } from '../../lib/services/wait.mts';
 import { loadSettings, parseConfigDocument } from '../../lib/settings.mts';
 
@@ -59,6 +59,15 @@ test('services from JOB_RESPONSE_FILE win over CUSTOM_ENV_CI_JOB_SERVICES; only 
   } finally {
     rmSync(dir, { recursive: true });
   }
+});
+
+test('one service as a runner takes it: aliases split and checked, derived names after them, empty lists as none', () => {
+  assert.deepEqual(serviceSpecOf({ image: 'busybox', alias: 'web www,busybox', entrypoint: [], command: ['httpd', '-f'] }), {
+    image: 'busybox', hostNames: ['web', 'www', 'busybox'], entrypoint: undefined, command: ['httpd', '-f'], ports: [], variables: [], pullPolicies: [],
+  });
+  assert.throws(() => serviceSpecOf({ image: 'redis', alias: 'a/b' }), /^JobError: service redis: alias "a\/b" is not a host name$/);
+  const debug: Array<[string | undefined, boolean]> = [['true', true], ['1', true], ['TRUE', true], ['t', true], ['false', false], ['yes', false], ['', false], [undefined, false]];
+  for (const [value, on] of debug) assert.equal(isDebugServices(value), on, String(value));
 });
 
 test('what a service runs, as docker run decides it', () => {
