@@ -153,11 +153,30 @@ function listOf(json: string | undefined): unknown[] {
 export function jobServicesFromEnv(env: NodeJS.ProcessEnv = process.env): JobServices {
   const job = readJson(env.JOB_RESPONSE_FILE);
   const listed = job && Array.isArray(job.services) ? job.services : listOf(env.CUSTOM_ENV_CI_JOB_SERVICES);
-  const jobVariables = job ? variablePairs(job.variables, true) : [];
+  const raw = new Set(rawKeys(job?.variables));
+  const jobVariables = expandOnce(job ? variablePairs(job.variables, true) : [], [], raw);
   const debugValue = jobVariables.find(([key]) => key === 'CI_DEBUG_SERVICES')?.[1] ?? env.CUSTOM_ENV_CI_DEBUG_SERVICES;
   return {
-    services: listed.flatMap((item) => serviceOf(item) ?? []),
+    services: listed.flatMap((item) => serviceOf(item) ?? []).map((service) => ({ ...service, variables: expandOnce(service.variables, jobVariables, raw) })),
     jobVariables,
     debug: isDebugServices(debugValue),
   };
+}
+
+function rawKeys(variables: unknown): string[] {
+  return Array.isArray(variables)
+    ? variables.flatMap((item) => (item?.raw === true && typeof item.key === 'string' ? [item.key as string] : []))
+    : [];
+}
+
+/**
+ * The Docker executor's JobVariables.Expand() for a service's environment:
+ * each value but a raw one, once, with $NAME and ${NAME} from the job's
+ * variables and the pairs themselves (later wins), $$ for a literal $, an
+ * unknown name empty. exec expands its variables itself, before this.
+ */
+export function expandOnce(pairs: ReadonlyArray<[string, string]>, context: ReadonlyArray<[string, string]>, raw: ReadonlySet<string>): Array<[string, string]> {
+  const values = new Map([...context, ...pairs]);
+  return pairs.map(([key, value]) => [key, raw.has(key) ? value
+    : value.replace(/\$(?:\$|\{(\w+)\}|(\w+))/g, (whole, braced?: string, plain?: string) => (whole === '$$' ? '$' : values.get((braced ?? plain)!) ?? ''))]);
 }

@@ -142,3 +142,21 @@ test('allowed_services refuses a service image before anything is pulled, as a b
     rmSync(dir, { recursive: true });
   }
 });
+
+test('service variables expand once with the job\'s variables, as the Docker executor expands them; raw ones do not', () => {
+  const dir = mkdtempSync(`${tmpdir()}/nsr-services-expand-`);
+  try {
+    writeFileSync(`${dir}/job.json`, JSON.stringify({
+      variables: [
+        { key: 'DB_NAME', value: 'app_$CI_JOB_ID', public: true }, { key: 'CI_JOB_ID', value: '7', public: true },
+        { key: 'LITERAL', value: 'x$DB_NAME', public: true, raw: true },
+      ],
+      services: [{ name: 'postgres:16', variables: [{ key: 'POSTGRES_DB', value: '${DB_NAME}_test' }, { key: 'PRICE', value: '$$5' }] }],
+    }));
+    const { services, jobVariables } = jobServicesFromEnv({ JOB_RESPONSE_FILE: `${dir}/job.json` });
+    assert.deepEqual(jobVariables, [['DB_NAME', 'app_7'], ['CI_JOB_ID', '7'], ['LITERAL', 'x$DB_NAME']]);
+    assert.deepEqual(services[0]!.variables, [['POSTGRES_DB', 'app_7_test'], ['PRICE', '$5']]);
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
