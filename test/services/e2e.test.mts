@@ -112,7 +112,10 @@ describe('jobs with services:, driven by gitlab-runner run-single', { skip: gitl
       services: [{ name: services.secret.reference, alias: 'db', variables: { SECRET_PASSWORD: password } }],
       script: ['sleep 2', 'wget -qO- http://db:7000/secret | sed "s/^/got: /"', 'sleep 2', 'wget -qO- http://db:7000/secret | sed "s/^/again: /"'],
     });
-    const [alpha, beta] = await Promise.all([runJob(spec('alpha')), runJob(spec('beta'))]);
+    // Both queued, then two runners at once: either may take either job.
+    const [alpha, beta] = ['alpha', 'beta'].map((password) => coordinator.enqueue({ image: images.busybox.reference, ...spec(password), variables: noGit }));
+    const logs = await Promise.all([runSingle(binary, section), runSingle(binary, section)]);
+    for (const job of [alpha!, beta!]) assert.notEqual(job.state, 'running', `the runners never reported a final state:\n${logs.join('\n')}\n${job.trace}`);
     for (const [job, own, other] of [[alpha!, 'alpha', 'beta'], [beta!, 'beta', 'alpha']] as const) {
       assert.equal(job.state, 'success', job.trace);
       assert.match(job.trace, new RegExp(`^got: ${own}$`, 'm'));
