@@ -39,6 +39,13 @@ function bytesIn(dir: string): number {
 
 const format = (ms: number) => `${ms.toFixed(1).padStart(8)} ms`;
 
+/**
+ * Lets the event loop read the registry's access log (test/support/
+ * registry.mts): the runs themselves block it (spawnSync), and a registry
+ * whose log pipe is full stops answering, the run waiting on it forever.
+ */
+const drainRegistryLog = () => new Promise((resolve) => setTimeout(resolve, 10));
+
 export async function measureOci(options: OciBenchOptions): Promise<string[]> {
   const { executable, work, median } = options;
   const registry = await Registry.start();
@@ -55,7 +62,7 @@ export async function measureOci(options: OciBenchOptions): Promise<string[]> {
     // as the issue words it, also writes an mtree manifest of the whole tree,
     // which a pull does not: shown beside it, not used as the floor.
     const access = { insecure: true, authFile: undefined, timeoutSeconds: 3600 };
-    const cold = (image: PushedImage, runs: number, label: string): void => {
+    const cold = async (image: PushedImage, runs: number, label: string): Promise<void> => {
       const floor: number[] = [];
       const bundle: number[] = [];
       const ours: number[] = [];
@@ -83,7 +90,10 @@ export async function measureOci(options: OciBenchOptions): Promise<string[]> {
         };
         // In turns, each after a sync: none pays for another's writeback, or always goes first.
         const order = [floorRun, oursRun, bundleRun];
-        for (let turn = 0; turn < order.length; turn++) order[(i + turn) % order.length]!();
+        for (let turn = 0; turn < order.length; turn++) {
+          order[(i + turn) % order.length]!();
+          await drainRegistryLog();
+        }
       }
       const [hand, asWorded, pulled] = [median(floor), median(bundle), median(ours)];
       lines.push(`  ${`${label}: skopeo copy + umoci raw unpack`.padEnd(52)} ${format(hand)}   (the floor: a pull's own command lines)`);
@@ -92,7 +102,7 @@ export async function measureOci(options: OciBenchOptions): Promise<string[]> {
     };
 
     lines.push(`OCI images (registry on loopback; medians of ${options.runs} runs, ${options.largeRuns} for the Debian image):`, '', 'cold pull against the tools by hand:');
-    cold(images.busybox, options.runs, 'busybox (1 MiB)');
+    await cold(images.busybox, options.runs, 'busybox (1 MiB)');
     let debian: PushedImage | undefined;
     if (options.debianRoot && existsSync(`${options.debianRoot}/bookworm/usr/bin/bash`)) {
       const pushRoot = `${work}/push-state`;
@@ -102,7 +112,7 @@ export async function measureOci(options: OciBenchOptions): Promise<string[]> {
       const pinned = execFileSync(push[0]!, push.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
       debian = { reference: pinned.split('@')[0]!, digest: pinned.split('@')[1]! };
       rmSync(pushRoot, { recursive: true, force: true });
-      cold(debian, options.largeRuns, 'Debian bookworm (chroot-push)');
+      await cold(debian, options.largeRuns, 'Debian bookworm (chroot-push)');
     }
 
     // Warm prepares: the same state directory, an image pulled before, and a local image.
@@ -111,13 +121,14 @@ export async function measureOci(options: OciBenchOptions): Promise<string[]> {
     const { makeBusyboxImage } = await import('../test/support/images.mts');
     makeBusyboxImage(`${state}/busybox`);
     timed(runner(state, 'oci-pull', images.busybox.reference));
-    const prepares = (image: string, file?: string): number => {
+    const prepares = async (image: string, file?: string): Promise<number> => {
       const times: number[] = [];
       for (let i = 0; i < options.runs; i++) {
         const env = { ...process.env, CUSTOM_ENV_CI_JOB_ID: `bench-oci-${i}`, BUILD_FAILURE_EXIT_CODE: '1', SYSTEM_FAILURE_EXIT_CODE: '2',
           ...(file ? { JOB_RESPONSE_FILE: file } : {}) };
         times.push(timed(runner(state, 'prepare', ...(file ? [] : [image])), env));
         timed(runner(state, 'cleanup'), env);
+        await drainRegistryLog();
       }
       return median(times);
     };
@@ -126,9 +137,9 @@ export async function measureOci(options: OciBenchOptions): Promise<string[]> {
       writeFileSync(path, JSON.stringify({ image: { name: images.busybox.reference, pull_policy: [policy] } }));
       return path;
     };
-    const local = prepares('busybox');
-    const warm = prepares(images.busybox.reference, jobFile('if-not-present'));
-    const always = prepares(images.busybox.reference, jobFile('always'));
+    const local = await prepares('busybox');
+    const warm = await prepares(images.busybox.reference, jobFile('if-not-present'));
+    const always = await prepares(images.busybox.reference, jobFile('always'));
     lines.push('', 'warm prepare (overlay, direct host), against a local image:');
     lines.push(`  ${'local image busybox'.padEnd(52)} ${format(local)}`);
     lines.push(`  ${'pulled busybox, pull_policy if-not-present'.padEnd(52)} ${format(warm)}   ${(warm / local).toFixed(2)}x`);
