@@ -21,7 +21,7 @@
 // - gc deletes blobs only while no pull runs: a pull registers (its staging
 //   directory) before it checks gc's lock, gc takes its lock before it looks
 //   for pulls, so one of them always sees the other (gc.mts).
-import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { randomHex, sha256Hex } from '../crypto.mts';
 import { JobError, SystemError } from '../errors.mts';
 import { run, type RunResult } from '../exec.mts';
@@ -109,10 +109,13 @@ function openSession(settings: Settings, request: ObtainRequest): Session {
       if (authFile) rmSync(authFile, { force: true });
       for (const signal of signals) process.off(signal, onSignal);
       if (!staging) return;
-      const { removeTree } = await import('../mounts.mts');
-      // An image that was not published: its tree may be a read-only subvolume.
-      await removeTree(`${staging}/image/tree`);
-      await removeTree(staging);
+      // An image that was not published: its tree may be a read-only
+      // subvolume. Nothing else there is mounted or a subvolume.
+      if (existsSync(`${staging}/image`)) {
+        const { removeTree } = await import('../mounts.mts');
+        await removeTree(`${staging}/image/tree`);
+      }
+      rmSync(staging, { recursive: true, force: true });
     },
   };
   return session;
@@ -202,11 +205,17 @@ function lockPull(settings: Settings, name: string, lockName: string): Promise<L
   return waitForLock(`${ociDir(settings)}/locks/${lockName}`, `pull of ${name}`, `image ${name}`, settings.oci.pullTimeoutSeconds * 1000);
 }
 
-/** The staging directory, once gc is not deleting blobs; the pull registered first (its staging directory). */
+/**
+ * The staging directory, once gc is not deleting blobs. The pull registered
+ * first (its staging directory), so a gc that takes its lock after this
+ * looks sees the pull; only a lock already there is waited for.
+ */
 async function startCopy(settings: Settings, session: Session): Promise<string> {
   const staging = session.staging();
-  const lock = await waitForLock(gcLockPath(settings), 'pull', 'the image store', settings.oci.pullTimeoutSeconds * 1000);
-  lock.release();
+  if (existsSync(gcLockPath(settings))) {
+    const lock = await waitForLock(gcLockPath(settings), 'pull', 'the image store', settings.oci.pullTimeoutSeconds * 1000);
+    lock.release();
+  }
   return staging;
 }
 

@@ -167,9 +167,18 @@ export interface RefRecord {
   resolvedAt: string;
 }
 
+const refIds = new Map<string, Promise<string>>();
+
 /** The reference without its digest, and the platform: what names a ref record and the lock of a first pull (pull.mts). */
-export async function refId(reference: OciReference, platform: Platform | undefined): Promise<string> {
-  return sha256Hex(`${formatReference({ ...reference, digest: undefined })}|${platformName(platform) ?? ''}`);
+export function refId(reference: OciReference, platform: Platform | undefined): Promise<string> {
+  const name = `${formatReference({ ...reference, digest: undefined })}|${platformName(platform) ?? ''}`;
+  // A pull names the same reference up to four times.
+  let id = refIds.get(name);
+  if (!id) {
+    id = sha256Hex(name);
+    refIds.set(name, id);
+  }
+  return id;
 }
 
 async function refPath(settings: Settings, reference: OciReference, platform: Platform | undefined): Promise<string> {
