@@ -29,24 +29,27 @@ apt_update_once() {
   updated=1
 }
 
-# major VERSION: the major number of a Node.js or Debian version (v20.1.0, 1:20.19.2+dfsg-1).
-major() {
-  local version=${1#v}
+# level VERSION: major * 1000 + minor of a Node.js or Debian version (v20.1.0, 1:20.19.2+dfsg-1).
+level() {
+  local version=${1#v} minor
   version=${version#*:}
-  echo "${version%%.*}"
+  minor=${version#*.}
+  echo $((${version%%.*} * 1000 + ${minor%%[!0-9]*}))
 }
+# The tests run on Node (lib/exec.mts uses process.getBuiltinModule, 20.16 on).
+node_needed=20016
 
 missing=()
-# Node.js 20 or later: the one found in PATH, else Debian's nodejs and npm where
-# apt's candidate is 20 or later (Debian 13 on); older Debian releases have 18.
+# Node.js 20.16 or later: the one found in PATH, else Debian's nodejs and npm where
+# apt's candidate is (Debian 13 on); older Debian releases have 18.
 node_version=$(node --version 2>/dev/null || true)
-if [[ -z $node_version ]] || (($(major "$node_version") < 20)); then
+if [[ -z $node_version ]] || (($(level "$node_version") < node_needed)); then
   candidate() { apt-cache policy nodejs 2>/dev/null | sed -n 's/^ *Candidate: *//p'; }
   node_candidate=$(candidate)
   [[ $node_candidate =~ ^[0-9] ]] || { apt_update_once; node_candidate=$(candidate); }
   [[ $node_candidate =~ ^[0-9] ]] || node_candidate=none
-  if [[ $node_candidate == none ]] || (($(major "$node_candidate") < 20)); then
-    echo "setup.sh: nspawn-runner needs Node.js 20 or later (found ${node_version:-none}, apt offers ${node_candidate}): install Node.js 20+ with npm, then run setup.sh again" >&2
+  if [[ $node_candidate == none ]] || (($(level "$node_candidate") < node_needed)); then
+    echo "setup.sh: nspawn-runner needs Node.js 20.16 or later (found ${node_version:-none}, apt offers ${node_candidate}): install Node.js 20.16+ with npm, then run setup.sh again" >&2
     exit 1
   fi
   missing+=(nodejs npm)
@@ -63,8 +66,8 @@ if ((${#missing[@]})); then
 fi
 # An older node earlier in PATH would still win over the one just installed.
 node_version=$(node --version 2>/dev/null || true)
-if [[ -z $node_version ]] || (($(major "$node_version") < 20)); then
-  echo "setup.sh: node in PATH is ${node_version:-missing} ($(command -v node || echo 'not found')); nspawn-runner needs Node.js 20 or later first in PATH" >&2
+if [[ -z $node_version ]] || (($(level "$node_version") < node_needed)); then
+  echo "setup.sh: node in PATH is ${node_version:-missing} ($(command -v node || echo 'not found')); nspawn-runner needs Node.js 20.16 or later first in PATH" >&2
   exit 1
 fi
 

@@ -1,7 +1,7 @@
 // btrfs facts and operations. Any subvolume's root directory has inode 256,
 // so "is this a subvolume" costs a stat, not a process.
 import { statSync, statfsSync } from 'node:fs';
-import { check, run, zx } from './exec.mts';
+import { check, run } from './exec.mts';
 
 const BTRFS_SUPER_MAGIC = 0x9123683e;
 const subvolumeRootInode = 256;
@@ -18,15 +18,14 @@ export function isSubvolume(path: string): boolean {
   }
 }
 
-/** A new image tree (chroot-create, maintenance): never on a stage's path. */
-export async function createSubvolume(path: string): Promise<void> {
-  const $ = await zx();
-  await $`btrfs -q subvolume create -- ${path}`;
-}
+// Creations (a pulled image's tree), snapshots and deletions run in stages
+// (a job's prepare and cleanup): the lean run()/check(), not zx, whose import
+// alone (~30 ms) would cost a third of a whole prepare (exec.mts).
 
-// Snapshots and deletions also run in stages (a btrfs job's prepare and
-// cleanup): the lean run()/check(), not zx, whose import alone (~30 ms)
-// would cost a third of a whole prepare (exec.mts).
+/** A new image tree: chroot-create, maintenance, and a pull in a job's prepare. */
+export async function createSubvolume(path: string): Promise<void> {
+  await check(['btrfs', '-q', 'subvolume', 'create', '--', path]);
+}
 
 export async function snapshotSubvolume(source: string, target: string, readOnly = false): Promise<void> {
   await check(['btrfs', '-q', 'subvolume', 'snapshot', ...(readOnly ? ['-r'] : []), '--', source, target]);

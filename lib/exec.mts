@@ -13,7 +13,7 @@
 // where every millisecond is paid on every job. Both log the command
 // shell-quoted at debug level before it runs, so a failing step can be
 // replayed by hand.
-import { spawn, spawnSync, type SpawnOptions, type StdioOptions } from 'node:child_process';
+import type { SpawnOptions, StdioOptions } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Options, ProcessOutput, Shell } from 'zx/core';
 import { SystemError } from './errors.mts';
@@ -70,15 +70,32 @@ export interface RunResult {
 }
 
 /**
+ * node:child_process, loaded on first use: under Bun its module and the
+ * Node streams of a child's pipes cost about 15 ms before the first child
+ * runs, which Bun's own spawn (runCaptured) does not.
+ */
+const childProcess = () => process.getBuiltinModule('node:child_process');
+
+/** Bun.spawn, as much of it as runCaptured uses; there when Bun runs us (the product does, the tests run on Node). */
+interface BunSpawner {
+  spawn(argv: string[], options: {
+    env: NodeJS.ProcessEnv; cwd: string | undefined; stdin: 'ignore' | Uint8Array; stdout: 'pipe'; stderr: 'pipe';
+  }): { stdout: ReadableStream<Uint8Array>; stderr: ReadableStream<Uint8Array>; exited: Promise<number>; exitCode: number | null; signalCode: NodeJS.Signals | null };
+}
+
+const bun = (globalThis as { Bun?: BunSpawner }).Bun;
+
+/**
  * Runs argv to completion. By default stdout and stderr are captured; pass
  * stdio to stream them instead. Never throws for a non-zero exit: see check().
  */
 export function run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   log.debug(`+ ${shellJoin(argv)}`);
+  if (bun && options.stdio === undefined && options.onOutput === undefined) return runCaptured(bun, argv, options);
   const stdio = options.stdio ?? [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'];
   const spawnOptions: SpawnOptions = { env: options.env ?? process.env, cwd: options.cwd, stdio };
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), spawnOptions);
+    const child = childProcess().spawn(argv[0]!, argv.slice(1), spawnOptions);
     let stdout = '';
     let stderr = '';
     const onOutput = options.onOutput;
@@ -91,13 +108,33 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
   });
 }
 
+/** run() on Bun with captured output: the same result, from Bun's own spawn. */
+async function runCaptured(spawner: BunSpawner, argv: readonly string[], options: RunOptions): Promise<RunResult> {
+  let child: ReturnType<BunSpawner['spawn']>;
+  try {
+    child = spawner.spawn([...argv], {
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      stdin: options.input === undefined ? 'ignore' : new TextEncoder().encode(options.input),
+      stdout: 'pipe',
+      stderr: 'pipe',
+    });
+  } catch (error) {
+    // Bun refuses at once what Node reports in an 'error' event.
+    throw (error as NodeJS.ErrnoException).code === 'ENOENT' ? missingBinaryError(argv[0]!) : error;
+  }
+  // Like Node's 'close': the output up to end-of-file, and the exit.
+  const [stdout, stderr] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  return { code: child.exitCode ?? 128, signal: child.signalCode, stdout, stderr };
+}
+
 /**
  * run() for the few callers that cannot wait (a parser asking git a
  * question mid-way): captured output, never throws for a non-zero exit.
  */
 export function runSync(argv: readonly string[], options: Pick<RunOptions, 'env' | 'cwd'> = {}): RunResult {
   log.debug(`+ ${shellJoin(argv)}`);
-  const result = spawnSync(argv[0]!, argv.slice(1), { env: options.env ?? process.env, cwd: options.cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28 });
+  const result = childProcess().spawnSync(argv[0]!, argv.slice(1), { env: options.env ?? process.env, cwd: options.cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28 });
   if ((result.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw missingBinaryError(argv[0]!);
   return { code: result.status ?? 128, signal: result.signal, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
 }
@@ -120,7 +157,7 @@ export async function check(argv: readonly string[], options: RunOptions = {}): 
  */
 export function runAttached(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
   log.debug(`+ ${shellJoin(argv)}`);
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: 'inherit', env });
+  const child = childProcess().spawn(argv[0]!, argv.slice(1), { stdio: 'inherit', env });
   for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(name, () => child.kill(name));
   return new Promise((resolve, reject) => {
     child.on('error', (error: NodeJS.ErrnoException) => reject(error.code === 'ENOENT' ? missingBinaryError(argv[0]!) : error));

@@ -7,7 +7,7 @@
 // PID gone, or reused with another start time) leaves a stale lock that the
 // next taker removes.
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { randomHex } from './crypto.mts';
 import { SystemError } from './errors.mts';
 import { isRunning, startTimeOf } from './proc.mts';
 
@@ -47,7 +47,7 @@ export function tryLock(lockPath: string, purpose: string): Lock | LockOwner {
   // the _apt user into a tree below it, and images hold nothing secret.
   mkdirSync(parent, { recursive: true, mode: 0o755 });
   const me: LockOwner = { pid: process.pid, startTime: startTimeOf(process.pid), purpose, since: new Date().toISOString() };
-  const scratch = `${lockPath}-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const scratch = `${lockPath}-${process.pid}-${randomHex(4)}`;
   mkdirSync(scratch, { mode: 0o700 });
   writeFileSync(`${scratch}/owner`, `${JSON.stringify(me)}\n`);
   try {
@@ -83,7 +83,7 @@ export function lockOrFail(lockPath: string, purpose: string, what: string): Loc
  * live taker replaced it in between, its lock is put back.
  */
 function removeStaleLock(lockPath: string, stale: LockOwner | undefined): void {
-  const aside = `${lockPath}-stale-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const aside = `${lockPath}-stale-${process.pid}-${randomHex(4)}`;
   try {
     renameSync(lockPath, aside);
   } catch {

@@ -1,6 +1,6 @@
 // Runner configuration: defaults, then the config file, then the environment,
 // then the command line. Read once per process and never mutated.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { SystemError } from './errors.mts';
 
 export type BackendChoice = 'auto' | 'btrfs' | 'overlay' | 'tmpfs';
@@ -173,19 +173,41 @@ export async function loadSettings(
   return Object.freeze(settings);
 }
 
-/** The config file is optional; yaml is loaded only when there is one, to keep stages fast. */
 /** What a config file sets: any setting, and any part of the oci section. */
 export type FileSettings = Partial<Omit<Settings, 'oci'>> & { oci?: Partial<OciSettings> };
 
+/** Bun's own YAML parser, when Bun runs us (the product does; the tests run on Node). */
+const bunYaml = (globalThis as { Bun?: { YAML?: { parse(text: string): unknown } } }).Bun?.YAML;
+
+/**
+ * The config file's document. Every stage reads it, and under Bun the yaml
+ * package costs 40 to 60 ms to load and parse a first document, more than a
+ * whole run stage: Bun's built-in parser reads it there. The yaml package
+ * still reads a file Bun refuses, for a message with line and column, and
+ * doctor checks the file with it (Bun keeps the last of a key given twice
+ * where yaml refuses the file).
+ */
+async function readConfigYaml(path: string): Promise<unknown> {
+  if (bunYaml) {
+    try {
+      return bunYaml.parse(readFileSync(path, 'utf8'));
+    } catch {
+      // yaml says where
+    }
+  }
+  const { readYamlFile } = await import('./yaml-file.mts');
+  return readYamlFile(path);
+}
+
+/** The config file is optional; it is parsed only when there is one. */
 async function readConfigFile(path: string, required: boolean, onProblem?: ConfigProblemHandler): Promise<FileSettings> {
   if (!existsSync(path)) {
     if (required) throw new SystemError(`config file ${path} not found`);
     return {};
   }
-  const { readYamlFile } = await import('./yaml-file.mts');
   let data: unknown;
   try {
-    data = readYamlFile(path);
+    data = await readConfigYaml(path);
   } catch (error) {
     if (!onProblem || !(error instanceof SystemError)) throw error;
     onProblem(error);

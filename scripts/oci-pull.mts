@@ -6,7 +6,7 @@ import { UsageError } from '../lib/errors.mts';
 import { writeAll } from '../lib/log.mts';
 import { obtainImage } from '../lib/oci/pull.mts';
 import { formatReference, parseOciReference } from '../lib/oci/reference.mts';
-import { parsePlatform } from '../lib/oci/resolve.mts';
+import { parsePlatform } from '../lib/oci/platform.mts';
 import { parseChoice, pullPolicies } from '../lib/settings.mts';
 
 await main({

@@ -17,7 +17,15 @@ export async function checkConfigFile(ctx: DoctorContext): Promise<Finding[]> {
   if (!existsSync(ctx.configFile)) return [...problems, ok(check, `no ${ctx.configFile}: the defaults apply`)];
   if (problems.length) return problems;
   const { readYamlFile } = await import('../yaml-file.mts');
-  const document = readYamlFile(ctx.configFile);
+  let document: unknown;
+  try {
+    document = readYamlFile(ctx.configFile);
+  } catch (problem) {
+    // Commands read it with Bun's parser, which lets some of this pass,
+    // such as a key given twice, keeping its last value (settings.mts).
+    return [warning(check, `${(problem as Error).message}; commands read it all the same, with Bun's YAML parser`,
+      'fix it: what one parser lets pass another may read otherwise')];
+  }
   const keys = document && typeof document === 'object' ? Object.keys(document) : [];
   return [ok(check, `${ctx.configFile} is valid; it sets ${keys.length ? keys.join(', ') : 'nothing'}`)];
 }

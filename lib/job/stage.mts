@@ -13,7 +13,7 @@
 // symlink or a FIFO under any name. So every name is opened with O_NOFOLLOW
 // and O_NONBLOCK and checked for its type before use, and new files are made
 // with O_EXCL.
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../crypto.mts';
 import {
   closeSync, constants as fs, fstatSync, ftruncateSync, openSync, readSync, readFileSync, unlinkSync, watch, writeSync,
   type FSWatcher,
@@ -35,7 +35,7 @@ export function findAgent(leaderPid: number): Agent | undefined {
 }
 
 /** A name in the io directory that is safe to pass to the agent and to use as a file name. */
-export function stageToken(stage: string, random = randomBytes(4).toString('hex')): string {
+export function stageToken(stage: string, random = randomHex(4)): string {
   return `${stage.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}-${random}`;
 }
 

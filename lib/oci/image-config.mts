@@ -80,6 +80,27 @@ function tcpPortsOf(value: unknown): number[] {
   });
 }
 
+/**
+ * Whether a manifest the registry sent (raw, as `skopeo inspect --raw` prints
+ * it) names the image a layout holds: the same config and layers. The
+ * layout's own manifest may differ in its bytes (skopeo rewrites Docker's
+ * format as OCI's). A manifest list never does: it names its platforms'
+ * manifests, by their digests only.
+ */
+export function isImageOf(raw: string, image: LayoutImage): boolean {
+  let manifest: unknown;
+  try {
+    manifest = JSON.parse(raw);
+  } catch {
+    return false;
+  }
+  const { config, layers } = (typeof manifest === 'object' && manifest !== null ? manifest : {}) as Record<string, unknown>;
+  if (typeof config !== 'object' || config === null || !Array.isArray(layers)) return false;
+  const named = [(config as Record<string, unknown>).digest, ...layers.map((layer: unknown) => (layer as Record<string, unknown> | null)?.digest)];
+  const held = image.blobs.slice(1);
+  return named.length === held.length && named.every((digest, index) => digest === held[index]);
+}
+
 const variableName = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**

@@ -1,9 +1,16 @@
-// Getting a job's OCI image into the store (store.mts): resolve the
-// reference to a digest, pull that digest with skopeo into the shared layout,
-// unpack it once with umoci, publish it with one rename.
+// Getting a job's OCI image into the store (store.mts): skopeo copies the
+// image into the shared layout, umoci unpacks it once per digest, one rename
+// publishes it (unpack.mts).
 //
-// - One pull per image: the first prepare takes the image's lock and pulls;
-//   the others wait for the lock and find the image published.
+// - A tag with no image here yet is copied at once. The digest that keys the
+//   image comes from a digest request run beside the copy, not before it: on
+//   a small image that request was a quarter of a cold pull (README, "OCI
+//   images, measured"). Jobs pulling the same reference wait on its lock
+//   (locks/ref-<hash>) and then find the image the first one published.
+// - An image pulled before, under pull_policy always, costs one digest
+//   request: the tag is copied again only when it names a new digest.
+// - However it was copied, an image is unpacked under its digest's lock
+//   (locks/<key>), once: another reference to the same digest finds it.
 // - No half-made image is ever used: a pull works in a staging directory of
 //   its own and renames the finished image into place. A pull killed half-way
 //   leaves only its staging directory, which gc removes (owner gone).
@@ -14,24 +21,18 @@
 // - gc deletes blobs only while no pull runs: a pull registers (its staging
 //   directory) before it checks gc's lock, gc takes its lock before it looks
 //   for pulls, so one of them always sees the other (gc.mts).
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createSubvolume, isBtrfs, setSubvolumeReadOnly } from '../btrfs.mts';
+import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { randomHex, sha256Hex } from '../crypto.mts';
 import { JobError, SystemError } from '../errors.mts';
-import { run } from '../exec.mts';
+import { run, type RunResult } from '../exec.mts';
 import { tryLock, type Lock } from '../lock.mts';
 import { log } from '../log.mts';
-import { removeTree } from '../mounts.mts';
 import { isOwnerRunning, ownerMark, sleep } from '../proc.mts';
 import type { PullPolicy, Settings } from '../settings.mts';
-import { findCredential, redact, secretsOf, writeAuthFile, type CredentialSources, type RegistryCredential } from './auth.mts';
-import { missingAgentTools, readLayoutImage, stageEnvFor } from './image-config.mts';
+import { findCredential, secretsOf, writeAuthFile, type CredentialSources, type RegistryCredential } from './auth.mts';
 import { formatReference, registryMatches, transportReference, type OciReference } from './reference.mts';
-import { buildInspectArgs, buildPullArgs, buildUnpackArgs, registryError, type Platform, type RegistryAccess } from './skopeo.mts';
-import {
-  ensureLayout, findPulledImage, imageDir, imageKey, ociDir, platformName, readRef, writeAtomically, writeLayoutIndex, writeRef,
-  type PulledImage, type PulledImageMeta,
-} from './store.mts';
+import { buildInspectArgs, buildPullArgs, registryError, toolEnv, type Platform, type RegistryAccess } from './skopeo.mts';
+import { ensureLayout, findPulledImage, imageKey, ociDir, platformName, readRef, refId, writeRef, type PulledImage } from './store.mts';
 
 export interface ObtainRequest {
   reference: OciReference;
@@ -41,11 +42,13 @@ export interface ObtainRequest {
   credentials: CredentialSources;
 }
 
-/** What a pull needs beyond the request: a private directory, and the credential in a file there. */
+/** What a pull needs beyond the request: a private directory, the credential in a file there, the registry's answer. */
 interface Session {
   staging(): string;
   access(): RegistryAccess;
   secrets(): string[];
+  /** The raw manifest the reference names now (skopeo inspect --raw), asked for once per job. */
+  askManifest(): Promise<RunResult>;
   dispose(): Promise<void>;
 }
 
@@ -62,6 +65,7 @@ function openSession(settings: Settings, request: ObtainRequest): Session {
   let authFile: string | undefined;
   let credential: RegistryCredential | undefined;
   let looked = false;
+  let manifest: Promise<RunResult> | undefined;
   // gitlab-runner cancels a prepare with SIGTERM to its process group: the
   // credential goes first, then the signal takes its default course. The
   // staging directory is left to gc.
@@ -74,7 +78,7 @@ function openSession(settings: Settings, request: ObtainRequest): Session {
   const session: Session = {
     staging() {
       if (staging) return staging;
-      const dir = `${stagingRoot(settings)}/${process.pid}-${randomBytes(4).toString('hex')}`;
+      const dir = `${stagingRoot(settings)}/${process.pid}-${randomHex(4)}`;
       mkdirSync(dir, { mode: 0o700 });
       writeFileSync(`${dir}/.owner`, `${ownerMark()}\n`);
       for (const signal of signals) process.on(signal, onSignal);
@@ -95,12 +99,23 @@ function openSession(settings: Settings, request: ObtainRequest): Session {
       };
     },
     secrets: () => secretsOf(credential),
+    askManifest() {
+      manifest ??= run(buildInspectArgs(transportReference(request.reference), session.access()), { env: toolEnv(session.staging()) });
+      return manifest;
+    },
     async dispose() {
+      // A job that found the image pulled by another may not have needed the answer.
+      await manifest?.catch(() => undefined);
       if (authFile) rmSync(authFile, { force: true });
       for (const signal of signals) process.off(signal, onSignal);
-      // An image that was not published: its tree may be a read-only subvolume.
-      if (staging) await removeTree(`${staging}/image/tree`);
-      if (staging) await removeTree(staging);
+      if (!staging) return;
+      // An image that was not published: its tree may be a read-only
+      // subvolume. Nothing else there is mounted or a subvolume.
+      if (existsSync(`${staging}/image`)) {
+        const { removeTree } = await import('../mounts.mts');
+        await removeTree(`${staging}/image/tree`);
+      }
+      rmSync(staging, { recursive: true, force: true });
     },
   };
   return session;
@@ -108,7 +123,7 @@ function openSession(settings: Settings, request: ObtainRequest): Session {
 
 /**
  * The job's image in the store, pulled when the pull policies say so. Errors
- * say whose fault it is (registry.mts): a missing image or refused access
+ * say whose fault it is (skopeo.mts): a missing image or refused access
  * fails the job, an unreachable registry or a full disk fails the runner.
  */
 export async function obtainImage(settings: Settings, request: ObtainRequest): Promise<PulledImage> {
@@ -132,48 +147,45 @@ export async function obtainImage(settings: Settings, request: ObtainRequest): P
 }
 
 /** The image already in the store for this reference: by its digest, or by what its tag resolved to last. */
-export function findStoredImage(settings: Settings, reference: OciReference, platform: Platform | undefined): PulledImage | undefined {
-  const key = reference.digest ? imageKey(reference.digest, platform) : readRef(settings, reference, platform)?.key;
+export async function findStoredImage(settings: Settings, reference: OciReference, platform: Platform | undefined): Promise<PulledImage | undefined> {
+  const key = reference.digest ? imageKey(reference.digest, platform) : (await readRef(settings, reference, platform))?.key;
   return key ? findPulledImage(settings, key) : undefined;
 }
 
 async function obtainWithPolicy(settings: Settings, request: ObtainRequest, policy: PullPolicy, session: Session): Promise<PulledImage> {
   const { reference, platform } = request;
   const name = formatReference(reference);
-  if (policy !== 'always') {
-    const stored = findStoredImage(settings, reference, platform);
-    if (stored) {
-      log.verbose(`image ${name}: using ${stored.meta.digest}, pulled before (pull_policy ${policy})`);
-      return stored;
-    }
-    if (policy === 'never') {
-      throw new JobError(`image ${name} is not on this runner, and pull_policy is never`, `pull it first: nspawn-runner oci-pull ${name}`);
-    }
+  const stored = await findStoredImage(settings, reference, platform);
+  if (stored && policy !== 'always') {
+    log.verbose(`image ${name}: using ${stored.meta.digest}, pulled before (pull_policy ${policy})`);
+    return stored;
   }
-  // "always" asks the registry every time (a moved tag, revoked access);
-  // a digest needs no asking otherwise.
-  const digest = policy !== 'always' && reference.digest ? reference.digest : await resolveDigest(reference, session);
+  if (policy === 'never') {
+    throw new JobError(`image ${name} is not on this runner, and pull_policy is never`, `pull it first: nspawn-runner oci-pull ${name}`);
+  }
+  if (!stored && !reference.digest) return pullTag(settings, request, policy, session);
+  // A digest names its image for good; "always" still asks the registry about
+  // an image it has (a moved tag, revoked access), and copies only a new digest.
+  const digest = stored ? await resolveDigest(reference, session) : reference.digest!;
   const key = imageKey(digest, platform);
-  const image = findPulledImage(settings, key) ?? await pullImage(settings, request, digest, key, session);
-  if (reference.tag) writeRef(settings, reference, platform, digest, key);
+  const image = findPulledImage(settings, key) ?? await pullDigest(settings, request, digest, session);
+  if (reference.tag) await writeRef(settings, reference, platform, digest, key);
   return image;
 }
 
 /** The digest the reference names now: the sha256 of the manifest (or manifest list) the registry serves. */
 async function resolveDigest(reference: OciReference, session: Session): Promise<string> {
-  const transport = transportReference(reference);
-  const result = await run(buildInspectArgs(transport, session.access()), { env: toolEnv(session.staging()) });
+  const result = await session.askManifest();
   if (result.code !== 0) throw registryError(`image ${formatReference(reference)}`, result.stderr, session.secrets(), reference.registry);
-  const digest = `sha256:${createHash('sha256').update(result.stdout).digest('hex')}`;
+  const digest = await manifestDigest(result);
   if (reference.digest && digest !== reference.digest) {
     throw new SystemError(`image ${formatReference(reference)}: the registry served a manifest whose digest is ${digest}`);
   }
   return digest;
 }
 
-/** skopeo and umoci see nothing of the job's or root's environment; their temporary files go with the staging directory. */
-function toolEnv(staging: string): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: staging, TMPDIR: staging };
+async function manifestDigest(inspected: RunResult): Promise<string> {
+  return `sha256:${await sha256Hex(inspected.stdout)}`;
 }
 
 /** Waits for a lock held by a live process; a dead holder's lock is taken over (lock.mts). */
@@ -189,77 +201,118 @@ async function waitForLock(path: string, purpose: string, what: string, timeoutM
   }
 }
 
-/** Waits while gc deletes blobs; the caller registered its pull first (its staging directory). */
-async function waitForGc(settings: Settings, timeoutMs: number): Promise<void> {
-  const lock = await waitForLock(gcLockPath(settings), 'pull', 'the image store', timeoutMs);
-  lock.release();
+function lockPull(settings: Settings, name: string, lockName: string): Promise<Lock> {
+  return waitForLock(`${ociDir(settings)}/locks/${lockName}`, `pull of ${name}`, `image ${name}`, settings.oci.pullTimeoutSeconds * 1000);
 }
 
-async function pullImage(settings: Settings, request: ObtainRequest, digest: string, key: string, session: Session): Promise<PulledImage> {
-  const name = formatReference(request.reference);
-  const timeoutMs = settings.oci.pullTimeoutSeconds * 1000;
-  const lock = await waitForLock(`${ociDir(settings)}/locks/${key}`, `pull of ${name}`, `image ${name}`, timeoutMs);
+/**
+ * The staging directory, once gc is not deleting blobs. The pull registered
+ * first (its staging directory), so a gc that takes its lock after this
+ * looks sees the pull; only a lock already there is waited for.
+ */
+async function startCopy(settings: Settings, session: Session): Promise<string> {
+  const staging = session.staging();
+  if (existsSync(gcLockPath(settings))) {
+    const lock = await waitForLock(gcLockPath(settings), 'pull', 'the image store', settings.oci.pullTimeoutSeconds * 1000);
+    lock.release();
+  }
+  return staging;
+}
+
+/** An empty OCI layout in the staging directory whose blobs are the shared layout's. */
+function newLayout(staging: string, name: string): string {
+  const layout = `${staging}/${name}`;
+  // A failed attempt under an earlier pull policy may have left its own (rm does not follow blobs/).
+  rmSync(layout, { recursive: true, force: true });
+  mkdirSync(layout, { mode: 0o700 });
+  symlinkSync('../../../blobs', `${layout}/blobs`);
+  return layout;
+}
+
+/** What only the second half of a pull needs, loaded while skopeo copies. */
+function loadAfterCopy() {
+  return Promise.all([import('./image-config.mts'), import('./unpack.mts')]);
+}
+
+/** A digest's image: copied (unless published meanwhile) and unpacked, one pull per digest at a time. */
+async function pullDigest(settings: Settings, request: ObtainRequest, digest: string, session: Session): Promise<PulledImage> {
+  const { reference, platform } = request;
+  const name = formatReference(reference);
+  const key = imageKey(digest, platform);
+  const lock = await lockPull(settings, name, key);
   try {
     // Whoever held the lock may have published it meanwhile.
     const published = findPulledImage(settings, key);
     if (published) return published;
-    const staging = session.staging();
-    await waitForGc(settings, timeoutMs);
-    log.info(`pulling ${name} (${digest}${request.platform ? `, ${platformName(request.platform)}` : ''})`);
-    const layout = `${staging}/layout`;
-    mkdirSync(layout, { mode: 0o700 });
-    symlinkSync('../../../blobs', `${layout}/blobs`);
-    const transport = transportReference(request.reference, digest);
-    const copied = await run(buildPullArgs(transport, layout, 'image', session.access()), { env: toolEnv(staging) });
-    if (copied.code !== 0) throw registryError(`image ${name}`, copied.stderr, session.secrets(), request.reference.registry);
-    const image = readLayoutImage(layout);
-    const target = `${staging}/image`;
-    mkdirSync(target, { mode: 0o755 });
-    const tree = `${target}/tree`;
-    const onBtrfs = isBtrfs(target);
-    if (onBtrfs) await createSubvolume(tree);
-    else mkdirSync(tree, { mode: 0o755 });
-    await unpack(layout, tree, name, session.secrets(), staging);
-    // systemd-nspawn refuses a root without /usr ("doesn't look like it has
-    // an OS tree"), which busybox and distroless images often lack.
-    if (!existsSync(`${tree}/usr`)) mkdirSync(`${tree}/usr`, { mode: 0o755 });
-    const meta: PulledImageMeta = {
-      key,
-      digest,
-      platform: platformName(request.platform),
-      reference: name,
-      manifest: image.manifest,
-      blobs: image.blobs,
-      blobBytes: image.blobBytes,
-      config: image.config,
-      pulledAt: new Date().toISOString(),
-      missingTools: missingAgentTools(tree, stageEnvFor(image.config.env)),
-    };
-    if (onBtrfs) await setSubvolumeReadOnly(tree);
-    writeAtomically(`${target}/image.json`, `${JSON.stringify(meta, null, 1)}\n`);
-    try {
-      renameSync(target, imageDir(settings, key));
-    } catch (error) {
-      // Published by a pull that took over a lock it judged stale: theirs is as good.
-      if (!findPulledImage(settings, key)) throw error;
-    }
-    writeLayoutIndex(settings);
-    return findPulledImage(settings, key)!;
+    const staging = await startCopy(settings, session);
+    const afterCopy = loadAfterCopy();
+    log.info(`pulling ${name} (${digest}${platform ? `, ${platformName(platform)}` : ''})`);
+    const layout = newLayout(staging, 'layout');
+    const copied = await run(buildPullArgs(transportReference(reference, digest), layout, 'image', session.access()), { env: toolEnv(staging) });
+    if (copied.code !== 0) throw registryError(`image ${name}`, copied.stderr, session.secrets(), reference.registry);
+    const [{ readLayoutImage }, { unpackAndPublish }] = await afterCopy;
+    return await unpackAndPublish(settings, { name, digest, key, platform, layout, image: readLayoutImage(layout), staging, secrets: session.secrets() });
   } finally {
     lock.release();
   }
 }
 
-async function unpack(layout: string, tree: string, name: string, secrets: string[], staging: string): Promise<void> {
-  const result = await run(buildUnpackArgs(layout, 'image', tree), { env: toolEnv(staging) });
-  if (result.code === 0) return;
-  const message = redact(result.stderr.trim().split('\n').filter((line) => !/unpacking rootfs/.test(line)).slice(-2).join(' / '), secrets)
-    .replace(/^\s*[⨯•]\s*/u, '');
-  if (/no space left on device|disk quota exceeded|input\/output error|read-only file system/i.test(message)) {
-    throw new SystemError(`image ${name}: unpacking failed, nothing kept: ${message}`, 'free space in the state directory');
+/**
+ * A tag with no image here: one job copies it while the others wait on the
+ * reference's lock; they then go on as jobs arriving now would, and find it.
+ */
+async function pullTag(settings: Settings, request: ObtainRequest, policy: PullPolicy, session: Session): Promise<PulledImage> {
+  const { reference, platform } = request;
+  // The digest request goes out first: skopeo starting up beside our locks
+  // and staging costs nothing, beside the copy's own start it slows the copy.
+  session.askManifest().catch(() => undefined);
+  const lock = await lockPull(settings, formatReference(reference), `ref-${await refId(reference, platform)}`);
+  let pulled: PulledImage | undefined;
+  try {
+    if (!(await findStoredImage(settings, reference, platform))) pulled = await copyTag(settings, request, session);
+  } finally {
+    lock.release();
   }
-  // umoci keeps every path inside the tree; what it refuses is the image's own doing.
-  throw new JobError(`image ${name} cannot be unpacked: ${message}`);
+  return pulled ?? obtainWithPolicy(settings, request, policy, session);
+}
+
+/** Copies a tag and unpacks what it names, its digest asked for beside the copy. The caller holds the reference's lock. */
+async function copyTag(settings: Settings, request: ObtainRequest, session: Session): Promise<PulledImage> {
+  const { reference, platform } = request;
+  const name = formatReference(reference);
+  const staging = await startCopy(settings, session);
+  const afterCopy = loadAfterCopy();
+  log.info(`pulling ${name}${platform ? ` (${platformName(platform)})` : ''}`);
+  const access = session.access();
+  const env = toolEnv(staging);
+  const copy = async (transport: string, layout: string): Promise<void> => {
+    const result = await run(buildPullArgs(transport, layout, 'image', access), { env });
+    if (result.code !== 0) throw registryError(`image ${name}`, result.stderr, session.secrets(), reference.registry);
+  };
+  let layout = newLayout(staging, 'layout');
+  const [, inspected] = await Promise.all([copy(transportReference(reference), layout), session.askManifest()]);
+  if (inspected.code !== 0) throw registryError(`image ${name}`, inspected.stderr, session.secrets(), reference.registry);
+  const digest = await manifestDigest(inspected);
+  const [{ isImageOf, readLayoutImage }, { unpackAndPublish }] = await afterCopy;
+  let image = readLayoutImage(layout);
+  if (!isImageOf(inspected.stdout, image)) {
+    // A manifest list (an image for several platforms), or a tag that moved
+    // between the two requests: copy what the digest names. Its blobs are
+    // mostly here already, so this costs little more than its manifests.
+    layout = newLayout(staging, 'pinned');
+    await copy(transportReference(reference, digest), layout);
+    image = readLayoutImage(layout);
+  }
+  const key = imageKey(digest, platform);
+  const lock = await lockPull(settings, name, key);
+  try {
+    const pulled = findPulledImage(settings, key)
+      ?? await unpackAndPublish(settings, { name, digest, key, platform, layout, image, staging, secrets: session.secrets() });
+    await writeRef(settings, reference, platform, digest, key);
+    return pulled;
+  } finally {
+    lock.release();
+  }
 }
 
 /** Staging directories of pulls whose process is gone (killed half-way): what gc removes. */

@@ -57,6 +57,11 @@ export function buildPushArgs(layout: string, name: string, transport: string, d
     `--digestfile=${digestFile}`, '--', `oci:${layout}:${name}`, transport];
 }
 
+/** skopeo and umoci see nothing of the job's or root's environment; their temporary files go with the pull's staging directory. */
+export function toolEnv(staging: string): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: staging, TMPDIR: staging };
+}
+
 /** Unpacks an image of a layout into an existing empty directory: layers in order, whiteouts applied. */
 export function buildUnpackArgs(layout: string, name: string, rootfs: string): string[] {
   return ['umoci', 'raw', 'unpack', `--image=${layout}:${name}`, '--', rootfs];

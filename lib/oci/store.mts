@@ -9,13 +9,14 @@
 //   .oci/images/<key>/last-used        rewritten by every prepare on it (gc reads its mtime)
 //   .oci/refs/<hash>.json              what a reference (tag) resolved to last
 //   .oci/staging/<pid>-<random>/       pulls under way; gc removes those of dead processes
-//   .oci/locks/<key>/                  one pull per image at a time (lock.mts)
+//   .oci/locks/<key>/                  one unpack per image at a time (lock.mts)
+//   .oci/locks/ref-<hash>/             one first pull per reference at a time
 //
 // A key is the digest the reference resolved to (`sha256-<hex>`), plus the
 // platform when a job asked for another than the host's. An image directory
 // exists only complete: a pull builds it in staging and renames it into place.
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { sha256Hex } from '../crypto.mts';
 import type { Settings } from '../settings.mts';
 import type { OciReference } from './reference.mts';
 import { formatReference } from './reference.mts';
@@ -168,25 +169,38 @@ export interface RefRecord {
   resolvedAt: string;
 }
 
-function refPath(settings: Settings, reference: OciReference, platform: Platform | undefined): string {
+const refIds = new Map<string, Promise<string>>();
+
+/** The reference without its digest, and the platform: what names a ref record and the lock of a first pull (pull.mts). */
+export function refId(reference: OciReference, platform: Platform | undefined): Promise<string> {
   const name = `${formatReference({ ...reference, digest: undefined })}|${platformName(platform) ?? ''}`;
-  return `${ociDir(settings)}/refs/${createHash('sha256').update(name).digest('hex')}.json`;
+  // A pull names the same reference up to four times.
+  let id = refIds.get(name);
+  if (!id) {
+    id = sha256Hex(name);
+    refIds.set(name, id);
+  }
+  return id;
 }
 
-export function readRef(settings: Settings, reference: OciReference, platform: Platform | undefined): RefRecord | undefined {
+async function refPath(settings: Settings, reference: OciReference, platform: Platform | undefined): Promise<string> {
+  return `${ociDir(settings)}/refs/${await refId(reference, platform)}.json`;
+}
+
+export async function readRef(settings: Settings, reference: OciReference, platform: Platform | undefined): Promise<RefRecord | undefined> {
   try {
-    const record = JSON.parse(readFileSync(refPath(settings, reference, platform), 'utf8')) as RefRecord;
+    const record = JSON.parse(readFileSync(await refPath(settings, reference, platform), 'utf8')) as RefRecord;
     return isImageKey(record.key) ? record : undefined;
   } catch {
     return undefined;
   }
 }
 
-export function writeRef(settings: Settings, reference: OciReference, platform: Platform | undefined, digest: string, key: string): void {
+export async function writeRef(settings: Settings, reference: OciReference, platform: Platform | undefined, digest: string, key: string): Promise<void> {
   const record: RefRecord = {
     reference: formatReference({ ...reference, digest: undefined }), platform: platformName(platform), digest, key, resolvedAt: new Date().toISOString(),
   };
-  writeAtomically(refPath(settings, reference, platform), `${JSON.stringify(record)}\n`);
+  writeAtomically(await refPath(settings, reference, platform), `${JSON.stringify(record)}\n`);
 }
 
 export function listRefs(settings: Settings): Array<RefRecord & { file: string }> {

@@ -8,7 +8,8 @@ import { jobImageSpecFromEnv, jobVariableFromEnv } from '../../lib/contract.mts'
 import { JobError, SystemError } from '../../lib/errors.mts';
 import { findCredential, redact, secretsOf, writeAuthFile } from '../../lib/oci/auth.mts';
 import { missingAgentTools, stageEnvFor, stageWorkdirFor } from '../../lib/oci/image-config.mts';
-import { checkOciAllowed, choosePullPolicies, parsePlatform } from '../../lib/oci/resolve.mts';
+import { parsePlatform } from '../../lib/oci/platform.mts';
+import { checkOciAllowed, choosePullPolicies } from '../../lib/oci/resolve.mts';
 import { parseOciReference } from '../../lib/oci/reference.mts';
 import {
   buildInspectArgs, buildPullArgs, buildPushArgs, buildUnpackArgs, classifyRegistryFailure, registryError, skopeoMessage,
