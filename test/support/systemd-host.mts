@@ -189,10 +189,21 @@ export class SystemdTestHost {
     const service = await this.exec(['systemd-run', '--quiet', `--unit=${runnerService}`, '--', process.execPath, agent, `${innerAgentDir}/socket`]);
     if (service.code !== 0) throw new Error(`cannot start ${runnerService} in the test host: ${service.stderr}`);
     const deadline = Date.now() + timeoutMs;
-    while (!existsSync(this.agentSocket)) {
+    // The socket file exists from bind() on, but connections are refused until listen().
+    while (!existsSync(this.agentSocket) || !(await this.agentAccepts())) {
       if (Date.now() > deadline) throw new Error(`${runnerService} did not come up in the test host`);
       await sleep(20);
     }
+  }
+
+  private agentAccepts(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const probe = connect(this.agentSocket, () => {
+        probe.destroy();
+        resolve(true);
+      });
+      probe.on('error', () => resolve(false));
+    });
   }
 
   /**
