@@ -21,6 +21,7 @@ import { Coordinator } from '../test/support/coordinator.mts';
 import { debianRoot, makeBusyboxImage } from '../test/support/images.mts';
 import { measureOci } from './oci-bench.mts';
 import { measureServices } from './services-bench.mts';
+import { median, timed } from './timing.mts';
 
 const args = minimist(process.argv.slice(2), { string: ['runs', 'job-runs', 'large-runs', 'backends', 'mode', 'gitlab-runner'], boolean: ['help'] });
 if (args.help) {
@@ -89,19 +90,7 @@ async function buildNodeBundles(dir: string): Promise<Runtime> {
   return { name: 'node 20, dist/', executable: `${dir}/bin/nspawn-runner` };
 }
 
-function timed(argv: string[], env: NodeJS.ProcessEnv = process.env): number {
-  const start = process.hrtime.bigint();
-  const result = spawnSync(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  const ms = Number(process.hrtime.bigint() - start) / 1e6;
-  if (result.status !== 0) throw new Error(`${argv.join(' ')} failed: ${result.stderr}`);
-  return ms;
-}
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
 
 /** Runs each of fns once per round, first one first on even rounds and last one first on odd ones. */
 function alternate(rounds: number, fns: Array<(round: number) => void>): void {
@@ -294,11 +283,11 @@ try {
   }
   if (mode === 'oci' || mode === 'all') {
     lines.push('', ...await measureOci({
-      executable: product.executable, work, runs, largeRuns: Number(args['large-runs'] ?? 3), debianRoot, median,
+      executable: product.executable, work, runs, largeRuns: Number(args['large-runs'] ?? 3), debianRoot,
     }));
   }
   if (mode === 'services' || mode === 'all') {
-    lines.push('', ...measureServices({ executable: product.executable, root: plain, runs, nspawnFloor: floor.nspawn, median }));
+    lines.push('', ...measureServices({ executable: product.executable, root: plain, runs, nspawnFloor: floor.nspawn }));
   }
   if (mode === 'job' || mode === 'all') {
     const binary = findGitlabRunner();

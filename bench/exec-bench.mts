@@ -11,6 +11,7 @@ import minimist from 'minimist';
 import { createSubvolume, isBtrfs } from '../lib/btrfs.mts';
 import { makeBusyboxImage } from '../test/support/images.mts';
 import { testCache } from '../test/support/test-cache.mts';
+import { median } from './timing.mts';
 
 const args = minimist(process.argv.slice(2), { string: ['runs'], boolean: ['help'] });
 if (args.help) {
@@ -32,11 +33,6 @@ function timed(argv: string[], cwd: string, env: NodeJS.ProcessEnv = process.env
   return ms;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
 
 const work = mkdtempSync(`${tmpdir()}/nsr-bench-exec-`);
 try {

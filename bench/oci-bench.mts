@@ -8,11 +8,12 @@
 //   of both images' blobs.
 // The Debian test image is measured too when it is cached (pushed once with
 // chroot-push); it takes a few runs of tens of seconds.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { buildPullArgs, buildUnpackArgs } from '../lib/oci/skopeo.mts';
 import { buildTestImages, type PushedImage } from '../test/support/oci-images.mts';
 import { Registry } from '../test/support/registry.mts';
+import { median, timed } from './timing.mts';
 
 export interface OciBenchOptions {
   executable: string;
@@ -22,16 +23,8 @@ export interface OciBenchOptions {
   largeRuns: number;
   /** A state directory holding the Debian test image, if there is one. */
   debianRoot: string | undefined;
-  median(values: number[]): number;
 }
 
-function timed(argv: string[], env: NodeJS.ProcessEnv = process.env): number {
-  const start = process.hrtime.bigint();
-  const result = spawnSync(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  const ms = Number(process.hrtime.bigint() - start) / 1e6;
-  if (result.status !== 0) throw new Error(`${argv.join(' ')} failed: ${result.stderr}`);
-  return ms;
-}
 
 function bytesIn(dir: string): number {
   return readdirSync(dir).reduce((sum, name) => sum + statSync(`${dir}/${name}`).size, 0);
@@ -47,7 +40,7 @@ const format = (ms: number) => `${ms.toFixed(1).padStart(8)} ms`;
 const drainRegistryLog = () => new Promise((resolve) => setTimeout(resolve, 10));
 
 export async function measureOci(options: OciBenchOptions): Promise<string[]> {
-  const { executable, work, median } = options;
+  const { executable, work } = options;
   const registry = await Registry.start();
   const lines: string[] = [];
   try {

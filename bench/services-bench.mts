@@ -2,23 +2,16 @@
 // (issue 14): the difference should be one machine start (the raw
 // systemd-nspawn floor of the same run) plus the service's own time to
 // listen, which busybox httpd makes nil.
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { median, timed } from './timing.mts';
 
 export interface ServicesBench {
   executable: string;
   root: string;
   runs: number;
   nspawnFloor: number;
-  median(values: number[]): number;
 }
 
-function timedStage(argv: string[], env: NodeJS.ProcessEnv): number {
-  const start = process.hrtime.bigint();
-  const result = spawnSync(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  if (result.status !== 0) throw new Error(`${argv.join(' ')} failed: ${result.stderr}`);
-  return Number(process.hrtime.bigint() - start) / 1e6;
-}
 
 export function measureServices(bench: ServicesBench): string[] {
   const jobs = {
@@ -35,12 +28,12 @@ export function measureServices(bench: ServicesBench): string[] {
       const file = `${bench.root}/.bench-${kind}.json`;
       writeFileSync(file, JSON.stringify(jobs[kind]));
       const env = { ...process.env, CUSTOM_ENV_CI_JOB_ID: `svc-${kind}-${round}`, JOB_RESPONSE_FILE: file };
-      times[kind].push(timedStage([bench.executable, '--root', bench.root, 'prepare'], env));
-      timedStage([bench.executable, '--root', bench.root, 'cleanup'], env);
+      times[kind].push(timed([bench.executable, '--root', bench.root, 'prepare'], env));
+      timed([bench.executable, '--root', bench.root, 'cleanup'], env);
     }
   }
-  const plain = bench.median(times.plain);
-  const service = bench.median(times.service);
+  const plain = median(times.plain);
+  const service = median(times.service);
   const extra = service - plain;
   return [
     `services (issue 14), busybox image with one busybox httpd service, overlay, medians of ${bench.runs}, alternating:`,

@@ -13,6 +13,7 @@ import { loadavg } from 'node:os';
 import { basename, dirname } from 'node:path';
 import minimist from 'minimist';
 import { innerRoot, innerScripts, repoRoot, SystemdTestHost } from '../test/support/systemd-host.mts';
+import { median } from './timing.mts';
 
 const args = minimist(process.argv.slice(2), { string: ['rounds', 'original'], boolean: ['help'] });
 if (args.help) {
@@ -47,11 +48,6 @@ const executors: Record<Name, Executor> = {
 const samples = new Map<string, number[]>();
 const record = (key: string, ms: number): void => void samples.set(key, [...(samples.get(key) ?? []), ms]);
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
 
 const host = new SystemdTestHost();
 
