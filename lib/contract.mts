@@ -58,18 +58,19 @@ export interface JobImage {
   entrypoint: string[];
 }
 
-interface JobResponse {
+export interface JobResponse {
   image?: { name?: unknown; pull_policy?: unknown; entrypoint?: unknown; executor_opts?: { docker?: { platform?: unknown; user?: unknown } } };
   variables?: unknown;
+  services?: unknown;
 }
 
 /** The job as GitLab sent it, or undefined when there is no readable JOB_RESPONSE_FILE. */
-function readJobResponse(env: NodeJS.ProcessEnv): JobResponse | undefined {
+export function readJobResponse(env: NodeJS.ProcessEnv = process.env): JobResponse | undefined {
   const file = env.JOB_RESPONSE_FILE;
   if (!file || !existsSync(file)) return undefined;
   try {
     const job = JSON.parse(readFileSync(file, 'utf8')) as unknown;
-    return typeof job === 'object' && job !== null ? job as JobResponse : undefined;
+    return typeof job === 'object' && job !== null && !Array.isArray(job) ? job as JobResponse : undefined;
   } catch {
     // an unreadable job file is no reason to fail: fall back to the variables
     return undefined;

@@ -2,7 +2,7 @@
 // and the host names a job reaches each one by. JOB_RESPONSE_FILE has the
 // full objects (ports, variables, pull policy); CUSTOM_ENV_CI_JOB_SERVICES
 // only name, alias, entrypoint and command (executors/custom/custom.go).
-import { existsSync, readFileSync } from 'node:fs';
+import { readJobResponse } from '../contract.mts';
 import { JobError } from '../errors.mts';
 
 export interface ServiceSpec {
@@ -127,16 +127,6 @@ function serviceOf(value: unknown): ServiceSpec | undefined {
   });
 }
 
-function readJson(path: string | undefined): Record<string, unknown> | undefined {
-  if (!path || !existsSync(path)) return undefined;
-  try {
-    const value = JSON.parse(readFileSync(path, 'utf8')) as unknown;
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? value as Record<string, unknown> : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 function listOf(json: string | undefined): unknown[] {
   try {
     const value = json ? JSON.parse(json) as unknown : [];
@@ -151,7 +141,7 @@ function listOf(json: string | undefined): unknown[] {
  * which a CI user cannot override), else from CUSTOM_ENV_CI_JOB_SERVICES.
  */
 export function jobServicesFromEnv(env: NodeJS.ProcessEnv = process.env): JobServices {
-  const job = readJson(env.JOB_RESPONSE_FILE);
+  const job = readJobResponse(env);
   const listed = job && Array.isArray(job.services) ? job.services : listOf(env.CUSTOM_ENV_CI_JOB_SERVICES);
   const raw = new Set(rawKeys(job?.variables));
   const jobVariables = expandOnce(job ? variablePairs(job.variables, true) : [], [], raw);
