@@ -164,10 +164,15 @@ export function signal(pid: number, name: NodeJS.Signals): boolean {
   }
 }
 
-/** Running systemd-nspawn processes with their argv: machines, maintenance containers, shells. */
-export function nspawnProcesses(): Array<{ pid: number; argv: string[] }> {
+/** Running processes of program (argv[0] ends with it), with their argv. */
+export function processesOf(program: string): Array<{ pid: number; argv: string[] }> {
   return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).flatMap((pid) => {
     const argv = (readProc(`/proc/${pid}/cmdline`) ?? '').split('\0');
-    return argv[0]!.endsWith('systemd-nspawn') ? [{ pid: Number(pid), argv }] : [];
+    return argv[0]!.endsWith(program) ? [{ pid: Number(pid), argv }] : [];
   });
+}
+
+/** Running systemd-nspawn processes with their argv: machines, maintenance containers, shells. */
+export function nspawnProcesses(): Array<{ pid: number; argv: string[] }> {
+  return processesOf('systemd-nspawn');
 }

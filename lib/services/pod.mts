@@ -13,10 +13,10 @@
 //   <job>/netns        the namespace, kept by a bind mount (unmounted with the job directory)
 //   <job>/hosts        the pod's /etc/hosts, bound read-only into each of its machines
 //   <job>/resolv.conf  the pod's /etc/resolv.conf, likewise (with pasta only)
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { SystemError } from '../errors.mts';
 import { check } from '../exec.mts';
-import { argvOf, inOurPidNamespace, isRunning, namespacePidsOf, signal, startTimeOf, waitForExit } from '../proc.mts';
+import { inOurPidNamespace, isRunning, namespacePidsOf, processesOf, signal, startTimeOf, waitForExit } from '../proc.mts';
 import type { Bind } from '../nspawn.mts';
 import type { NetworkChoice } from '../settings.mts';
 
@@ -150,17 +150,10 @@ async function stopPasta({ pid, netns }: Pasta): Promise<void> {
  * of its own) name paths of that host: not ours.
  */
 function pastasWhere(test: (netns: string) => boolean): Pasta[] {
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return [];
-  }
-  return entries.filter((entry) => /^\d+$/.test(entry)).map(Number).flatMap((pid) => {
-    const argv = argvOf(pid);
+  return processesOf('pasta').flatMap(({ pid, argv }) => {
     const at = argv.indexOf('--netns');
     const netns = at > 0 ? argv[at + 1] : undefined;
-    return argv[0]?.endsWith('pasta') && netns !== undefined && test(netns) && isOurs(pid) ? [{ pid, netns }] : [];
+    return netns !== undefined && test(netns) && isOurs(pid) ? [{ pid, netns }] : [];
   });
 }
 
