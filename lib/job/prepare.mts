@@ -21,7 +21,6 @@ import type { ResolvedImage } from '../oci/resolve.mts';
 import type { PulledImageMeta } from '../oci/store.mts';
 import { owningAncestorOf, startTimeOf } from '../proc.mts';
 import type { PlannedService } from '../services/machines.mts';
-import { podBinds } from '../services/pod.mts';
 import type { JobServices } from '../services/spec.mts';
 import type { RecordUpdate } from '../services/start.mts';
 import type { Settings } from '../settings.mts';
@@ -72,7 +71,7 @@ export async function prepareJob(settings: Settings, request: PrepareRequest): P
     // own start only. Both are settled before a failure goes on to cleanup,
     // which must not run while a unit is still being made.
     const [started, serviceRecords] = settledOrThrow(await Promise.allSettled([
-      startMachine(settings, dir, record, plan, request.binds ?? [], update),
+      startMachine(settings, dir, record, plan, [...(request.binds ?? []), ...(services && record.pod ? services.podBinds(record.pod) : [])], update),
       services?.startServices({ settings, host: plan.host, backend: plan.backend }, plan.services, update) ?? [],
     ]));
     update((latest) => ({ ...latest, ...machineFields(started) }));
@@ -179,7 +178,7 @@ async function startMachine(settings: Settings, dir: string, record: JobRecord, 
     payload: boot ? [...agentPayload(boot), ...bootArguments(pod ? 'host' : settings.network)] : agentPayload(boot),
     register: host.registers,
     binds: [...buildShares(settings, plan.runnerBinary), ...agentBinds(dir, boot, settings.privateUsers), ...(boot ? bootBinds(dir) : []),
-      ...extraBinds, ...(pod ? podBinds(pod) : [])],
+      ...extraBinds],
     systemdVersion: await systemdVersion(),
     network: settings.network,
     networkNamespace: pod?.netns,

@@ -10,6 +10,9 @@ import { serviceAsMachine, serviceRecordOf, startService, type PlannedService, t
 import { buildHostsFile, createPod } from './pod.mts';
 import { awaitServices as awaitPorts } from './wait.mts';
 
+// What the job's own machine binds of its pod (prepare starts that machine).
+export { podBinds } from './pod.mts';
+
 /** Applies a change to the latest job record, writes it and returns it. */
 export type RecordUpdate = (change: (record: JobRecord) => JobRecord) => JobRecord;
 
